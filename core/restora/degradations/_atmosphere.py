@@ -1,0 +1,52 @@
+"""Haze through the atmospheric scattering model, and rain streaks."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._blur import blur, motion_kernel
+
+
+def smooth_field(
+    shape: tuple[int, int], scale: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A smooth random field in [0, 1] of (H, W) ``shape``: coarse noise upsampled bicubically."""
+    h, w = shape
+    coarse = torch.rand((1, 1, max(2, h // scale), max(2, w // scale)), generator=generator)
+    f = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)[0, 0]
+    return (f - f.min()) / (f.max() - f.min() + 1e-6)
+
+
+def haze(
+    x: torch.Tensor, beta: float, airlight: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``I = J t + A (1 - t)`` with ``t = exp(-beta d)`` on a plausible depth field ``d`` in [0, 1].
+
+    Depth grows towards the top of the frame (the sky and the far field) plus smooth variation.
+    """
+    _, _, h, w = x.shape
+    ramp = torch.linspace(1, 0, h)[:, None].expand(h, w)
+    depth = 0.6 * ramp + 0.4 * smooth_field((h, w), 16, generator)
+    t = torch.exp(-beta * depth).to(x)
+    return x * t + airlight * (1 - t)
+
+
+def rain(
+    x: torch.Tensor,
+    density: float,
+    length: float,
+    angle: float,
+    intensity: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Add one layer of rain streaks: sparse drops smeared along ``angle`` by ``length`` pixels.
+
+    Streaks are screen-blended (``1 - (1 - J)(1 - R)``), so they brighten as real rain does.
+    """
+    b, _, h, w = x.shape
+    drops = (torch.rand((b, 1, h, w), generator=generator) < density).float()
+    drops = drops * (0.5 + 0.5 * torch.rand((b, 1, h, w), generator=generator))
+    streaks = blur(drops, motion_kernel(length, angle)) * length
+    r = (streaks * intensity).clamp(0, 1).to(x)
+    return 1 - (1 - x) * (1 - r)

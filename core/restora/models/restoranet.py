@@ -1,0 +1,128 @@
+"""RestoraNet v0: a small U-Net whose shared encoder feeds three heads.
+
+- restoration: a residual image plus a per-pixel log-scale of the expected absolute error
+  (the uncertainty map);
+- quality: a no-reference score in [0, 1] and image-level degradation logits, read from
+  statistics (mean, std) of the shared latent;
+- segmentation: per-pixel logits over ``SEGMENT_CLASSES``.
+
+The restoration path is purely local (no global pooling feeds it), so overlapping tiles with
+enough context give the same result as the whole image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._names import DEGRADATIONS, SEGMENT_CLASSES
+
+
+@dataclass(frozen=True)
+class RestoraNetConfig:
+    channels: tuple[int, int, int] = (32, 64, 96)
+    encoder_blocks: tuple[int, int] = (2, 3)  # residual blocks at 1/2 and 1/4 resolution
+    decoder_blocks: int = 1  # at 1/2 resolution
+    num_classes: int = len(SEGMENT_CLASSES)
+    num_degradations: int = len(DEGRADATIONS)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RestoraNetConfig":
+        d = dict(d)
+        d["channels"] = tuple(d["channels"])
+        d["encoder_blocks"] = tuple(d["encoder_blocks"])
+        return cls(**d)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(x)))
+
+
+class Down(nn.Sequential):
+    """Space-to-depth then a 1x1 mix: halves resolution without a costly strided 3x3 conv."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.PixelUnshuffle(2), nn.Conv2d(4 * cin, cout, 1))
+
+
+class Up(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv2d(cin, 4 * cout, 1), nn.PixelShuffle(2))
+
+
+class RestoraNet(nn.Module):
+    """See the module docstring. Inputs (B, 3, H, W) in [0, 1] with H, W multiples of 4."""
+
+    multiple_of = 4
+    receptive_radius = 48  # pixels of context each output pixel depends on, rounded up
+
+    def __init__(self, config: RestoraNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or RestoraNetConfig()
+        c1, c2, c3 = cfg.channels
+        self.stem = nn.Conv2d(3, c1, 3, padding=1)
+        self.down1 = Down(c1, c2)
+        self.enc2 = nn.Sequential(*[ResBlock(c2) for _ in range(cfg.encoder_blocks[0])])
+        self.down2 = Down(c2, c3)
+        self.enc3 = nn.Sequential(*[ResBlock(c3) for _ in range(cfg.encoder_blocks[1])])
+        self.up2 = Up(c3, c2)
+        self.fuse2 = nn.Conv2d(2 * c2, c2, 1)
+        self.dec2 = nn.Sequential(*[ResBlock(c2) for _ in range(cfg.decoder_blocks)])
+        self.up1 = Up(c2, c1)
+        self.dec1 = nn.Conv2d(2 * c1, c1, 3, padding=1)
+        self.out = nn.Conv2d(c1, 4, 3, padding=1)  # 3 residual channels + 1 log error scale
+        self.segment_head = nn.Conv2d(c2, cfg.num_classes, 1)
+        self.quality_head = nn.Sequential(
+            nn.Linear(2 * c3, 64), nn.SiLU(), nn.Linear(64, 1 + cfg.num_degradations)
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Shared encoder: full-, half- and quarter-resolution features (the last is the latent)."""
+        e1 = F.silu(self.stem(x * 2 - 1))
+        e2 = self.enc2(self.down1(e1))
+        latent = self.enc3(self.down2(e2))
+        return e1, e2, latent
+
+    def decode(self, x, e1, e2, latent) -> dict[str, torch.Tensor]:
+        """Restoration and segmentation from the shared features."""
+        d2 = self.dec2(self.fuse2(torch.cat([self.up2(latent), e2], 1)))
+        d1 = F.silu(self.dec1(torch.cat([self.up1(d2), e1], 1)))
+        out = self.out(d1)
+        seg = F.interpolate(self.segment_head(d2), scale_factor=2, mode="bilinear", align_corners=False)
+        return {"restored": x + out[:, :3], "log_error": out[:, 3:4], "segment_logits": seg}
+
+    @staticmethod
+    def latent_stats(latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Sums of the latent and of its square over space, and the count: tiles add them up."""
+        return latent.sum((2, 3)), (latent * latent).sum((2, 3)), latent.shape[2] * latent.shape[3]
+
+    def quality_from_stats(
+        self, s1: torch.Tensor, s2: torch.Tensor, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quality score in [0, 1] (B,) and degradation logits (B, D) from latent statistics."""
+        mean = s1 / n
+        std = (s2 / n - mean * mean).clamp(min=0).add(1e-6).sqrt()
+        q = self.quality_head(torch.cat([mean, std], 1))
+        return torch.sigmoid(q[:, 0]), q[:, 1:]
+
+    def assess(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quality and degradation logits of ``x`` without running the decoder."""
+        return self.quality_from_stats(*self.latent_stats(self.encode(x)[2]))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        e1, e2, latent = self.encode(x)
+        out = self.decode(x, e1, e2, latent)
+        out["quality"], out["degradation_logits"] = self.quality_from_stats(*self.latent_stats(latent))
+        return out

@@ -1,0 +1,1 @@
+"""Training: configuration, synthetic data, the loop, checkpoints and export of shipped weights."""

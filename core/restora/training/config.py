@@ -1,0 +1,45 @@
+"""Training configuration: one dataclass, read from and written to JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    name: str = "base-v0"
+    architecture: str = "restoranet-v0"
+    model: dict = field(default_factory=dict)  # the architecture's config; {} = its defaults
+    data_dirs: list[str] = field(default_factory=lambda: ["train/bsds", "train/imagenet_half", "train/photos"])
+    max_images: int = 0  # 0: every image in data_dirs
+    val_dir: str = "val/bsds"
+    val_images: int = 8
+    patch: int = 64
+    batch: int = 16
+    steps: int = 8000
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    seed: int = 0
+    threads: int = 2
+    # The mix of training samples (probabilities, normalised): clean, noise alone, another
+    # degradation (maybe with noise), degradation CutMix.
+    mix: dict = field(default_factory=lambda: {"clean": 0.1, "noise": 0.45, "single": 0.25, "cutmix": 0.2})
+    loss_weights: dict = field(
+        default_factory=lambda: {"uncertainty": 0.05, "segment": 0.05, "degradation": 0.05, "quality": 1.0}
+    )
+    eval_every: int = 250
+    checkpoint_every: int = 250
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        return cls(**data)
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), indent=2)

@@ -1,0 +1,138 @@
+"""The training loop: ``python -m restora.training.train CONFIG --data ../shared/data``.
+
+Phase I of the method (base model with restoration, uncertainty, quality and segmentation
+heads on synthetic and CutMix data). Checkpoints every few hundred steps; ``--resume`` picks up
+the last one, ``--init`` starts from shipped weights. Logs are JSON lines beside the checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..metrics import psnr, quality_target
+from ..models import build_model, model_metadata
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import SyntheticBatches, list_images, validation_set
+
+
+def compute_losses(model, degraded, clean, labels, present, weights: dict) -> dict[str, torch.Tensor]:
+    out = model(degraded)
+    restored = out["restored"]
+    losses = {"restore": F.l1_loss(restored, clean)}
+    err = (restored - clean).abs().mean(1, keepdim=True).detach()
+    s = out["log_error"]
+    losses["uncertainty"] = (err * torch.exp(-s) + s).mean()  # Laplace NLL: exp(s) -> E|error|
+    losses["segment"] = F.cross_entropy(out["segment_logits"], labels)
+    losses["degradation"] = F.binary_cross_entropy_with_logits(out["degradation_logits"], present)
+    # The quality head learns the full-reference quality of degraded inputs AND of the model's
+    # own outputs, so that the restore-assess loop cannot fool itself.
+    half = max(1, degraded.shape[0] // 2)
+    own = restored[:half].detach().clamp(0, 1)
+    q_own, _ = model.assess(own)
+    with torch.no_grad():
+        t_in, t_own = quality_target(degraded, clean), quality_target(own, clean[:half])
+    losses["quality"] = F.mse_loss(out["quality"], t_in) + F.mse_loss(q_own, t_own)
+    losses["total"] = losses["restore"] + sum(weights[k] * losses[k] for k in weights)
+    return losses
+
+
+@torch.no_grad()
+def evaluate(model, noisy: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
+    model.eval()
+    out = model(noisy)
+    model.train()
+    return {
+        "val_psnr_in": float(psnr(noisy, clean).mean()),
+        "val_psnr_out": float(psnr(out["restored"].clamp(0, 1), clean).mean()),
+    }
+
+
+def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = False, init: Path | None = None,
+          max_seconds: float | None = None, device: str = "cpu") -> Path:
+    """Run (or continue) training; return the path of the last checkpoint."""
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = build_model({"architecture": config.architecture, "config": json.dumps(config.model)})
+    if config.model == {}:
+        config.model = model.config.to_dict()
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    run_dir = out_dir / config.name
+    last = run_dir / "last.safetensors"
+    step = 0
+    if resume and last.exists():
+        step, _ = load_checkpoint(last, model, opt)
+        print(f"resumed {last} at step {step}")
+    elif init is not None:
+        from ..engine.weights import load_state
+
+        model.load_state_dict(load_state(init)[1])
+        print(f"initialised from {init}")
+    paths = [p for d in config.data_dirs for p in list_images(data_root / d)]
+    if config.max_images:
+        paths = paths[: config.max_images]
+    batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step)
+    val_noisy, val_clean = validation_set(data_root / config.val_dir, config.val_images)
+    val_noisy, val_clean = val_noisy.to(device), val_clean.to(device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(config.dump())
+    log = (run_dir / "log.jsonl").open("a")
+    start, t_last = time.time(), time.time()
+    model.train()
+    while step < config.steps:
+        lr = config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * step / config.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        degraded, clean, labels, present = (t.to(device) for t in next(batches))
+        losses = compute_losses(model, degraded, clean, labels, present, config.loss_weights)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % config.eval_every == 0 or step == config.steps:
+            record = {"step": step, "lr": lr, "seconds": round(time.time() - start, 1),
+                      **{k: round(float(v.detach()), 5) for k, v in losses.items()}, **evaluate(model, val_noisy, val_clean)}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            print(json.dumps(record), flush=True)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save_checkpoint(last, model, opt, step, {"config": config.dump()})
+        if max_seconds is not None and time.time() - start > max_seconds:
+            save_checkpoint(last, model, opt, step, {"config": config.dump()})
+            print(f"stopped after {max_seconds} s at step {step}; --resume continues")
+            break
+        if time.time() - t_last > 60:
+            print(f"step {step}/{config.steps} loss {float(losses['total']):.4f}", flush=True)
+            t_last = time.time()
+    log.close()
+    return last
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m restora.training.train", description=__doc__.splitlines()[0])
+    ap.add_argument("config", type=Path, help="JSON config (see restora/training/configs)")
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"), help="data root")
+    ap.add_argument("--out", type=Path, default=Path("runs"), help="folder for checkpoints and logs")
+    ap.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    ap.add_argument("--init", type=Path, help="start from these weights (e.g. the shipped ones)")
+    ap.add_argument("--steps", type=int, help="override the config's step count")
+    ap.add_argument("--max-seconds", type=float, help="stop (with a checkpoint) after this long")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    config = TrainConfig.load(args.config)
+    if args.steps:
+        config.steps = args.steps
+    train(config, args.data, args.out, args.resume, args.init, args.max_seconds, args.device)
+
+
+if __name__ == "__main__":
+    main()
