@@ -27,8 +27,8 @@ SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 MIN_SIZE = 4  # the network downsamples twice; smaller planes carry no usable structure
 
 
-def check_plane_array(image: np.ndarray) -> None:
-    """Check an (H, W) or (H, W, C) array; raise `ImageError` naming the problem."""
+def check_image_values(image: np.ndarray) -> None:
+    """Check type, dtype, emptiness and values of an image or stack; raise `ImageError`."""
     if not isinstance(image, np.ndarray):
         raise ImageError(f"expected a numpy array, got {type(image).__name__}")
     if image.dtype == object or image.dtype.type not in SUPPORTED_DTYPES:
@@ -37,18 +37,6 @@ def check_plane_array(image: np.ndarray) -> None:
         )
     if image.size == 0:
         raise ImageError(f"image is empty (shape {image.shape})")
-    if image.ndim not in (2, 3):
-        raise ImageError(
-            f"expected (H, W) or (H, W, C), got shape {image.shape}; name stack axes with axes=, e.g. axes='ZYX'"
-        )
-    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
-        raise ImageError(
-            f"last axis has {image.shape[2]} channels; expected 1, 3 or 4 (grey, RGB, RGBA). "
-            "For a stack, pass axes=, e.g. axes='ZYX'"
-        )
-    h, w = image.shape[:2]
-    if h < MIN_SIZE or w < MIN_SIZE:
-        raise ImageError(f"image is {h}x{w} pixels; at least {MIN_SIZE}x{MIN_SIZE} is needed")
     if image.dtype.kind == "f":
         if not np.isfinite(image).all():
             raise ImageError("image contains NaN or infinite values")
@@ -57,6 +45,22 @@ def check_plane_array(image: np.ndarray) -> None:
             raise ImageError(
                 f"float image has values in [{lo:.4g}, {hi:.4g}]; float images must lie in [0, 1]"
             )
+
+
+def check_plane_shape(shape: tuple[int, ...]) -> None:
+    """Check an (H, W) or (H, W, C) plane shape; raise `ImageError` naming the problem."""
+    if len(shape) not in (2, 3):
+        raise ImageError(
+            f"expected (H, W) or (H, W, C), got shape {shape}; name stack axes with axes=, e.g. axes='ZYX'"
+        )
+    if len(shape) == 3 and shape[2] not in (1, 3, 4):
+        raise ImageError(
+            f"last axis has {shape[2]} channels; expected 1, 3 or 4 (grey, RGB, RGBA). "
+            "For a stack, pass axes=, e.g. axes='ZYX'"
+        )
+    h, w = shape[:2]
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise ImageError(f"image is {h}x{w} pixels; at least {MIN_SIZE}x{MIN_SIZE} is needed")
 
 
 def check_degradations(degradations: str | list[str] | tuple[str, ...]) -> tuple[str, ...] | None:

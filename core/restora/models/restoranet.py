@@ -34,9 +34,10 @@ class RestoraNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RestoraNetConfig":
-        d = dict(d)
-        d["channels"] = tuple(d["channels"])
-        d["encoder_blocks"] = tuple(d["encoder_blocks"])
+        d = dict(d)  # missing keys take the defaults; lists from JSON become tuples
+        for k in ("channels", "encoder_blocks"):
+            if k in d:
+                d[k] = tuple(d[k])
         return cls(**d)
 
 

@@ -1,0 +1,86 @@
+"""Speed benchmark: seconds and peak memory per megapixel, per restore round.
+
+``python benchmarks/speed.py [--device cpu] [--sizes 512 1024 2048] [--threads N]``
+
+Each size runs in a fresh process so that its peak memory is its own. One round is one pass
+of the network over the image (restoration + quality + segmentation heads, tiled); a full
+restore runs up to ``--max-iterations`` rounds plus a final assessment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+
+
+def _measure(size: int, device: str, threads: int, repeats: int, max_iterations: int, tile: int, queue) -> None:
+    import numpy as np
+    import torch
+
+    from restora.engine.engine import Engine, _Ticker
+
+    if threads:
+        torch.set_num_threads(threads)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    engine = Engine("default", device, tile)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((1, 3, size, size), dtype=np.float32))
+    engine._pass(x[..., :64, :64], True, _Ticker(None, 0))  # warm up
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        engine._pass(x, True, _Ticker(None, 0))
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    r = engine.restore(x, max_iterations=max_iterations)
+    restore_s = time.perf_counter() - t
+    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    if engine.device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    queue.put({"size": size, "mp": size * size / 1e6, "round_s": min(times), "restore_s": restore_s,
+               "rounds": r.iterations[0], "tiles": engine.tiles_per_pass(size, size), "peak_mb": peak_mb,
+               "device": str(engine.device), "threads": torch.get_num_threads()})
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-iterations", type=int, default=3)
+    ap.add_argument("--tile-size", type=int, default=512)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    ctx = mp.get_context("spawn")
+    rows = []
+    for size in args.sizes:
+        q = ctx.Queue()
+        p = ctx.Process(target=_measure, args=(size, args.device, args.threads, args.repeats,
+                                               args.max_iterations, args.tile_size, q))
+        p.start()
+        rows.append(q.get())
+        p.join()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'size':>11} {'MP':>6} {'tiles':>5} {'s/round':>8} {'s/MP/round':>10} {'restore s':>9} {'rounds':>6} {'peak MB':>8}  device (threads)")
+    for r in rows:
+        print(f"{r['size']:>5}x{r['size']:<5} {r['mp']:6.2f} {r['tiles']:5d} {r['round_s']:8.2f} {r['round_s'] / r['mp']:10.2f} "
+              f"{r['restore_s']:9.2f} {r['rounds']:6d} {r['peak_mb']:8.0f}  {r['device']} ({r['threads']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""The ``restora`` command: restore, assess, segment, info, demo.
+
+Exit codes: 0 success, 1 some input failed (each with a one-line reason), 2 bad usage.
+Inputs are never overwritten; an existing output is refused unless ``--overwrite``; every
+file is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ._checks import RestoraError
+from ._names import DEGRADATIONS, SEGMENT_CLASSES
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, drawn only on a terminal (logs stay clean)."""
+
+    def __init__(self, label: str, enabled: bool | None = None) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        frac = done / total
+        bar = "#" * int(30 * frac)
+        elapsed = time.perf_counter() - self.start
+        sys.stderr.write(f"\r{self.label[:30]:30s} [{bar:30s}] {100 * frac:5.1f}% {elapsed:6.1f}s")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _fail(msg: str) -> None:
+    print(f"restora: error: {msg}", file=sys.stderr)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _check_outputs(pairs: list[tuple[Path, list[Path]]], inputs: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, outputs that are inputs, collide, or exist (without --overwrite)."""
+    seen: dict[Path, Path] = {}
+    for src, outs in pairs:
+        for out in outs:
+            for inp in inputs:
+                if _same_file(out, inp):
+                    raise RestoraError(f"output {out} would overwrite the input {inp}; choose another output folder")
+            key = out.resolve()
+            if key in seen:
+                raise RestoraError(f"{src} and {seen[key]} would both be written to {out}; restore them separately")
+            seen[key] = src
+            if out.exists() and not overwrite:
+                raise RestoraError(f"{out} exists; pass --overwrite to replace it")
+            if not out.parent.is_dir():
+                raise RestoraError(f"output folder {out.parent} does not exist; create it first")
+
+
+def _each(inputs: Sequence[Path], work: Callable[[Path], None]) -> int:
+    failed = 0
+    for path in inputs:
+        try:
+            work(path)
+        except (RestoraError, OSError) as e:
+            _fail(f"{path}: {e}" if str(path) not in str(e) else str(e))
+            failed += 1
+    return 1 if failed else 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from .engine.api import restore
+    from .io import read_image, write_image
+
+    outdir = Path(args.output)
+    if not outdir.is_dir():
+        if outdir.exists():
+            raise RestoraError(f"{outdir} is not a folder; -o takes an output folder")
+        outdir.mkdir(parents=True)
+    inputs = [Path(p) for p in args.inputs]
+    _check_outputs([(p, [outdir / p.name]) for p in inputs], inputs, args.overwrite)
+    reports = {}
+
+    def work(path: Path) -> None:
+        image, axes = read_image(path)
+        r = restore(image, args.degradations, args.max_iterations, args.device, axes,
+                    ProgressBar(path.name, None if not args.quiet else False), strength=args.strength,
+                    in_range=args.in_range, tile_size=args.tile_size, weights=args.weights)
+        out = write_image(outdir / path.name, r.image, axes, overwrite=args.overwrite)
+        reports[str(path)] = {"output": str(out), "degradations": r.degradations,
+                              "quality_before": round(r.quality_before, 4), "quality_after": round(r.quality_after, 4),
+                              "iterations": r.iterations, "history": r.history, "seconds": round(r.seconds, 3)}
+        if not args.json:
+            print(f"{path} -> {out}: {r.report()}")
+
+    code = _each(inputs, work)
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    return code
+
+
+def cmd_assess(args: argparse.Namespace) -> int:
+    from .engine.api import assess
+    from .io import read_image
+
+    results = {}
+
+    def work(path: Path) -> None:
+        image, axes = read_image(path)
+        q = assess(image, args.device, axes, weights=args.weights, in_range=args.in_range)
+        results[str(path)] = {"score": round(q.score, 4), "degradations": q.degradations, "found": q.found()}
+        if not args.json:
+            found = ", ".join(q.found()) or "none"
+            print(f"{path}: quality {q.score:.3f}; degradations found: {found}; "
+                  + " ".join(f"{k}={v:.2f}" for k, v in q.degradations.items()))
+
+    code = _each([Path(p) for p in args.inputs], work)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return code
+
+
+def _labels_path(out: Path) -> Path:
+    return out.with_name(out.stem + "_labels" + (".tif" if out.suffix.lower() in (".tif", ".tiff") else ".png"))
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .engine.api import segment
+    from .io import read_image, write_image
+    from .palette import colourize, with_legend
+
+    src, out = Path(args.input), Path(args.output)
+    labels_out = _labels_path(out)
+    _check_outputs([(src, [out, labels_out])], [src], args.overwrite)
+
+    def work(path: Path) -> None:
+        image, axes = read_image(path)
+        s = segment(image, args.device, axes, ProgressBar(path.name, None if not args.quiet else False),
+                    weights=args.weights, in_range=args.in_range)
+        colour = colourize(s.labels)
+        map_axes = axes.replace("C", "")
+        if s.labels.ndim == 2:
+            present = sorted(set(np.unique(s.labels).tolist()))
+            write_image(out, with_legend(colour, present), "YXC", overwrite=args.overwrite)
+            write_image(labels_out, s.labels, "YX", overwrite=args.overwrite)
+        else:
+            if out.suffix.lower() not in (".tif", ".tiff"):
+                raise RestoraError(f"{path} is a stack ({axes}); write its map as .tif, not {out.suffix}")
+            write_image(out, colour, map_axes + "C", overwrite=args.overwrite)
+            write_image(labels_out, s.labels, map_axes, overwrite=args.overwrite)
+        fractions = {c: round(float((s.labels == i).mean()), 4) for i, c in enumerate(SEGMENT_CLASSES)}
+        print(f"{path} -> {out}, {labels_out}: " + ", ".join(f"{c} {100 * f:.1f}%" for c, f in fractions.items() if f > 0))
+
+    return _each([src], work)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import numpy
+    import torch
+
+    from . import __version__
+    from .engine.device import available_devices, resolve_device
+    from .engine.weights import available_weights, cache_dir, default_weights_name, sha256_file
+
+    print(f"restora {__version__}  python {sys.version.split()[0]}  torch {torch.__version__}  numpy {numpy.__version__}")
+    print(f"devices: {', '.join(available_devices())}  (auto -> {resolve_device('auto')})")
+    print(f"weights cache: {cache_dir()}")
+    default = default_weights_name()
+    for name, info in available_weights().items():
+        if not info.path.exists():
+            state = "MISSING"
+        elif info.sha256 is None:
+            state = "no checksum"
+        else:
+            state = "sha256 ok" if sha256_file(info.path) == info.sha256 else "CORRUPT (sha256 mismatch)"
+        mark = " (default)" if name == default else ""
+        print(f"weights {name}{mark}: {info.path} [{state}]")
+    print(f"degradations: {', '.join(DEGRADATIONS)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.output), overwrite=args.overwrite, device=args.device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="restora", description="Blind all-in-one image restoration, assessment and segmentation.")
+    ap.add_argument("--version", action="version", version=f"restora {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+        p.add_argument("--weights", default="default", help="weights name or .safetensors path")
+        p.add_argument("--in-range", default="dtype", choices=["dtype", "image"],
+                       help="map the dtype's full range (default) or the image's min..max to black..white")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("restore", help="restore images into an output folder")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="PNG, JPEG or TIFF files")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
+    p.add_argument("--degradations", default="auto", help=f"auto, or a comma list of: {','.join(DEGRADATIONS)}")
+    p.add_argument("--max-iterations", type=int, default=3)
+    p.add_argument("--strength", type=float, default=1.0)
+    p.add_argument("--tile-size", type=int, default=512)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    p.add_argument("--json", action="store_true", help="print the reports as JSON")
+    common(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("assess", help="no-reference quality and the degradations present")
+    p.add_argument("inputs", nargs="+", metavar="IN")
+    p.add_argument("--json", action="store_true")
+    common(p)
+    p.set_defaults(func=cmd_assess)
+
+    p = sub.add_parser("segment", help="per-pixel degradation map (colour map with legend, and raw labels)")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="colour map file (.png; .tif for stacks); the labels go beside it as *_labels.png/.tif")
+    p.add_argument("--overwrite", action="store_true")
+    common(p)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("info", help="versions, devices and weights")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="restore the bundled sample and print what was found")
+    p.add_argument("-o", "--output", default="demo_out", metavar="OUTDIR")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RestoraError as e:
+        _fail(str(e))
+        return 1
+    except KeyboardInterrupt:
+        _fail("interrupted; no partial output was written")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The tensor-level engine: batched (B, C, H, W) float tensors in [0, 1] on a device.
+
+The numpy functions (`restora.restore`, ...) and the frontends (ComfyUI nodes) share it.
+C is 1 (grey: the network sees it replicated to RGB, the result is averaged back) or 3.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import ImageError
+from .._names import SEGMENT_CLASSES
+from .tiling import plan_tiles
+from .weights import load_model
+
+Progress = Optional[Callable[[int, int], None]]
+"""Called as ``progress(done, total)`` between tiles. It may raise to cancel the work."""
+
+DEFAULT_TILE = 512
+
+
+@dataclass
+class TensorRestoreResult:
+    image: torch.Tensor  # (B, C, H, W) like the input
+    uncertainty: torch.Tensor  # (B, 1, H, W): the expected absolute error of the result
+    quality_before: torch.Tensor  # (B,)
+    quality_after: torch.Tensor  # (B,)
+    degradation_probs: torch.Tensor  # (B, number of degradations) of the input
+    iterations: list[int] = field(default_factory=list)  # accepted rounds per image
+    history: list[list[float]] = field(default_factory=list)  # assessed quality per round, per image
+
+
+class _Ticker:
+    """Counts tiles against a total that grows as work is planned."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.done, self.total = progress, 0, total
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
+
+
+class Engine:
+    """A loaded model on a device, with tiled inference and the restore-assess-repeat loop.
+
+    Parameters
+    ----------
+    weights : str or path
+        A weights name from the manifest ("default") or a ``.safetensors`` path.
+    device : str or torch.device
+        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+    tile_size : int
+        Largest tile edge in pixels (a multiple of 4 is used); smaller saves memory.
+    """
+
+    def __init__(self, weights: str | os.PathLike = "default", device: str | torch.device = "auto",
+                 tile_size: int = DEFAULT_TILE) -> None:
+        self.model, self.weights = load_model(weights, device)
+        self.device = next(self.model.parameters()).device
+        self.multiple = int(getattr(self.model, "multiple_of", 1))
+        self.context = -(-int(getattr(self.model, "receptive_radius", 0)) // self.multiple) * self.multiple
+        self.tile_size = self._check_tile(tile_size)
+
+    def _check_tile(self, tile_size: int) -> int:
+        tile = int(tile_size) // self.multiple * self.multiple
+        if tile < 2 * self.context + 16 + self.multiple:
+            raise ImageError(f"tile_size {tile_size} is too small; use at least {2 * self.context + 32}")
+        return tile
+
+    def tiles_per_pass(self, height: int, width: int) -> int:
+        hp, wp = (-(-s // self.multiple) * self.multiple for s in (height, width))
+        return len(plan_tiles(hp, wp, self.tile_size, self.context, 16, self.multiple))
+
+    # -- one pass of the network over a whole image, tile by tile ---------------------------
+    @torch.no_grad()
+    def _pass(self, x: torch.Tensor, decode: bool, ticker: _Ticker) -> dict[str, torch.Tensor]:
+        """Run the network over (1, 3, H, W) ``x``; per-pixel outputs are blended across tiles and
+        the latent statistics summed, so quality equals that of the whole image."""
+        _, _, h, w = x.shape
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        xp = F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+        hp, wp = xp.shape[-2:]
+        model = self.model
+        acc = {}
+        if decode:
+            acc = {"restored": xp.new_zeros(1, 3, hp, wp), "log_error": xp.new_zeros(1, 1, hp, wp),
+                   "segment_logits": xp.new_zeros(1, len(SEGMENT_CLASSES), hp, wp)}
+            weight_sum = xp.new_zeros(1, 1, hp, wp)
+        s1 = s2 = None
+        n = 0.0
+        for tile in plan_tiles(hp, wp, self.tile_size, self.context, 16, m):
+            xt = xp[:, :, tile.ys, tile.xs].to(self.device)
+            wt = tile.weight.to(self.device)[None, None]
+            e1, e2, latent = model.encode(xt)
+            wl = F.avg_pool2d(wt, m) if m > 1 else wt
+            a, b = (latent * wl).sum((2, 3)), (latent * latent * wl).sum((2, 3))
+            s1, s2, n = (a, b, float(wl.sum())) if s1 is None else (s1 + a, s2 + b, n + float(wl.sum()))
+            if decode:
+                out = model.decode(xt, e1, e2, latent)
+                for k in acc:
+                    acc[k][:, :, tile.ys, tile.xs] += (out[k] * wt).to(acc[k].device)
+                weight_sum[:, :, tile.ys, tile.xs] += wt.to(weight_sum.device)
+            ticker.tick()
+        quality, deg_logits = model.quality_from_stats(s1, s2, n)
+        result = {"quality": quality.cpu(), "degradation_probs": torch.sigmoid(deg_logits).cpu()}
+        for k, v in acc.items():  # the last tile of a row overlaps more: normalise
+            result[k] = (v / weight_sum)[:, :, :h, :w].cpu()
+        return result
+
+    @staticmethod
+    def _to_rgb(x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ImageError(f"expected a (B, C, H, W) tensor with C in (1, 3), got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ImageError("tensor contains NaN or infinite values")
+        x = x.float().clamp(0, 1)
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+    @staticmethod
+    def _from_rgb(y: torch.Tensor, channels: int) -> torch.Tensor:
+        return y.mean(1, keepdim=True) if channels == 1 else y
+
+    # -- the three operations ---------------------------------------------------------------
+    def assess(self, x: torch.Tensor, progress: Progress = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quality (B,) in [0, 1] and degradation probabilities (B, len(DEGRADATIONS))."""
+        rgb = self._to_rgb(x)
+        ticker = _Ticker(progress, rgb.shape[0] * self.tiles_per_pass(*rgb.shape[-2:]))
+        outs = [self._pass(rgb[i : i + 1], False, ticker) for i in range(rgb.shape[0])]
+        return torch.cat([o["quality"] for o in outs]), torch.cat([o["degradation_probs"] for o in outs])
+
+    def segment(self, x: torch.Tensor, progress: Progress = None) -> torch.Tensor:
+        """Per-pixel class probabilities (B, len(SEGMENT_CLASSES), H, W)."""
+        rgb = self._to_rgb(x)
+        ticker = _Ticker(progress, rgb.shape[0] * self.tiles_per_pass(*rgb.shape[-2:]))
+        outs = [self._pass(rgb[i : i + 1], True, ticker) for i in range(rgb.shape[0])]
+        return torch.cat([torch.softmax(o["segment_logits"], 1) for o in outs])
+
+    def restore(
+        self,
+        x: torch.Tensor,
+        degradations: tuple[str, ...] | None = None,
+        max_iterations: int = 3,
+        strength: float = 1.0,
+        target_quality: float | None = None,
+        margin: float = 0.002,
+        progress: Progress = None,
+    ) -> TensorRestoreResult:
+        """Restore, assess, repeat: each round is kept only while the assessed quality improves
+        (the first by any amount, later ones by ``margin``), for at most ``max_iterations``.
+
+        ``degradations`` (names from DEGRADATIONS) limits the change to the pixels that the
+        segmentation head attributes to them; ``strength`` in [0, 1] blends with the input.
+        """
+        if int(max_iterations) < 1:
+            raise ImageError(f"max_iterations must be at least 1, got {max_iterations}")
+        if not 0 <= strength <= 1:
+            raise ImageError(f"strength must lie in [0, 1], got {strength}")
+        channels = x.shape[1] if x.ndim == 4 else 0
+        rgb = self._to_rgb(x)
+        per_pass = self.tiles_per_pass(*rgb.shape[-2:])
+        ticker = _Ticker(progress, rgb.shape[0] * per_pass * (int(max_iterations) + 1))
+        images, uncs, q0s, q1s, degs, iters, hists = [], [], [], [], [], [], []
+        for i in range(rgb.shape[0]):
+            start = ticker.done
+            r = self._restore_one(rgb[i : i + 1], degradations, int(max_iterations), strength,
+                                  target_quality, margin, ticker)
+            ticker.done = start + per_pass * (int(max_iterations) + 1)  # rounds not run count as done
+            if progress is not None:
+                progress(ticker.done, ticker.total)
+            images.append(r[0]); uncs.append(r[1]); q0s.append(r[2]); q1s.append(r[3])
+            degs.append(r[4]); iters.append(r[5]); hists.append(r[6])
+        return TensorRestoreResult(
+            image=self._from_rgb(torch.cat(images), channels), uncertainty=torch.cat(uncs),
+            quality_before=torch.tensor(q0s), quality_after=torch.tensor(q1s),
+            degradation_probs=torch.cat(degs), iterations=iters, history=hists,
+        )
+
+    def _propose(self, cur: torch.Tensor, out: dict, degradations, strength: float) -> torch.Tensor:
+        step = out["restored"].clamp(0, 1) - cur
+        if degradations is not None:
+            probs = torch.softmax(out["segment_logits"], 1)
+            idx = [SEGMENT_CLASSES.index(d) for d in degradations]
+            step = step * probs[:, idx].sum(1, keepdim=True)
+        return (cur + strength * step).clamp(0, 1)
+
+    def _restore_one(self, x, degradations, max_iterations, strength, target_quality, margin, ticker):
+        out = self._pass(x, True, ticker)
+        best, best_q = x, float(out["quality"][0])
+        q0, deg = best_q, out["degradation_probs"]
+        history = [q0]
+        uncertainty = torch.exp(out["log_error"])
+        accepted = 0
+        for round_ in range(max_iterations):
+            if target_quality is not None and best_q >= target_quality:
+                break
+            candidate = self._propose(best, out, degradations, strength)
+            last = round_ == max_iterations - 1
+            nxt = self._pass(candidate, not last, ticker)
+            q = float(nxt["quality"][0])
+            history.append(q)
+            if q <= best_q + (0.0 if round_ == 0 else margin):
+                break
+            best, best_q, accepted = candidate, q, round_ + 1
+            uncertainty = torch.exp(out["log_error"])
+            out = nxt
+        return best, uncertainty, q0, best_q, deg, accepted, history
+

@@ -1,0 +1,55 @@
+"""What the numpy-level operations return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._names import SEGMENT_CLASSES
+
+
+@dataclass
+class RestoreResult:
+    """Result of `restora.restore`.
+
+    For a stack, the scalar fields summarise every plane (mean quality, mean degradation
+    probabilities, most iterations) and ``planes`` holds each plane's own report.
+    """
+
+    image: np.ndarray  # same shape and dtype as the input
+    quality_before: float  # in [0, 1], higher is better
+    quality_after: float
+    degradations: dict[str, float]  # probability that each degradation is present
+    iterations: int  # accepted restore -> assess rounds
+    history: list[float]  # assessed quality before the first round and after each round run
+    uncertainty: np.ndarray  # float32, the input's shape without channels: expected |error| in [0, 1] units
+    seconds: float = 0.0
+    planes: list[dict] = field(default_factory=list)
+
+    def report(self) -> str:
+        """A one-line summary for people."""
+        found = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.degradations.items(), key=lambda kv: -kv[1]) if v >= 0.5)
+        return (f"degradations: {found or 'none found'}; quality {self.quality_before:.3f} -> "
+                f"{self.quality_after:.3f}; iterations {self.iterations}; {self.seconds:.2f} s")
+
+
+@dataclass
+class AssessResult:
+    """Result of `restora.assess`: a no-reference quality score and the degradations found."""
+
+    score: float  # in [0, 1], higher is better (mean over planes for a stack)
+    degradations: dict[str, float]
+    planes: list[dict] = field(default_factory=list)
+
+    def found(self, threshold: float = 0.5) -> list[str]:
+        return [k for k, v in self.degradations.items() if v >= threshold]
+
+
+@dataclass
+class SegmentResult:
+    """Result of `restora.segment`: which degradation is where."""
+
+    labels: np.ndarray  # uint8, the input's shape without channels; index into ``classes``
+    probabilities: np.ndarray  # float32, labels' shape + (len(classes),)
+    classes: tuple[str, ...] = SEGMENT_CLASSES

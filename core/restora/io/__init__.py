@@ -1,0 +1,5 @@
+"""Image files: read and write PNG, JPEG and TIFF as numpy arrays with named axes ("TZYXC")."""
+
+from ._files import IMAGE_SUFFIXES, read_image, write_image
+
+__all__ = ["IMAGE_SUFFIXES", "read_image", "write_image"]

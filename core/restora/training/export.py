@@ -1,0 +1,56 @@
+"""Export a training checkpoint as shippable weights: model tensors only, in safetensors,
+with the architecture in the metadata, then record its SHA-256 in a manifest.
+
+``python -m restora.training.export runs/base-v0/last.safetensors --name restora-base
+--file restora-base-v0.safetensors [--folder core/restora/weights] [--default]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..engine.weights import SHIPPED_DIR, sha256_file
+from ..models import build_model, model_metadata
+
+
+def export(checkpoint: Path, folder: Path, name: str, file: str, make_default: bool = False,
+           half: bool = False) -> Path:
+    with safe_open(str(checkpoint), framework="pt") as f:
+        meta = f.metadata()
+        model_tensors = {k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+    config = json.loads(json.loads(meta["extra"])["config"])
+    model = build_model({"architecture": config["architecture"], "config": json.dumps(config["model"])})
+    model.load_state_dict(model_tensors)  # proves the tensors fit the architecture
+    tensors = {k: (v.half() if half else v).contiguous() for k, v in model.state_dict().items()}
+    out = folder / file
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata=model_metadata(
+        config["architecture"], model, training_run=config["name"], training_steps=meta["step"]))
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"weights": {}}
+    manifest["weights"][name] = {"file": file, "sha256": sha256_file(out), "architecture": config["architecture"]}
+    if make_default or "default" not in manifest:
+        manifest["default"] = name
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m restora.training.export", description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--name", required=True, help="manifest name, e.g. restora-base")
+    ap.add_argument("--file", required=True, help="file name, e.g. restora-base-v0.safetensors")
+    ap.add_argument("--folder", type=Path, default=SHIPPED_DIR)
+    ap.add_argument("--default", action="store_true", help="make these the default weights")
+    ap.add_argument("--half", action="store_true", help="store float16 (half the size)")
+    args = ap.parse_args(argv)
+    print(export(args.checkpoint, args.folder, args.name, args.file, args.default, args.half))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Overlapping blended tiles give the whole-image result, in bounded pieces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import restora
+from restora.engine.tiling import plan_tiles, windows_1d
+
+from helpers import smooth_image
+
+
+@pytest.mark.parametrize("length, tile", [(100, 100), (300, 160), (421, 200), (1000, 256), (257, 256)])
+def test_window_weights_partition_unity(length, tile):
+    ws = windows_1d(length, tile, 48, 16, 4 if length % 4 == 0 else 1)
+    total = torch.zeros(length)
+    for w in ws:
+        assert w.stop - w.start <= tile
+        total[w.start : w.stop] += w.weight
+    assert ws[0].start == 0 and ws[-1].stop == length
+    assert (total > 0.999).all()  # every pixel is fully covered by trustworthy outputs
+
+
+def test_zero_weight_within_context_of_inner_edges():
+    ws = windows_1d(1000, 256, 48, 16, 4)
+    for w in ws[1:]:
+        assert (w.weight[:48] == 0).all()
+    for w in ws[:-1]:
+        assert (w.weight[-48:] == 0).all()
+
+
+def test_plan_tiles_bounds_tile_size():
+    tiles = plan_tiles(1200, 1700, 256, 48, 16, 4)
+    assert len(tiles) > 20
+    assert all(t.weight.shape == (t.ys.stop - t.ys.start, t.xs.stop - t.xs.start) for t in tiles)
+    assert max(t.ys.stop - t.ys.start for t in tiles) <= 256
+
+
+@pytest.mark.parametrize("shape", [(300, 421, 3), (257, 260), (130, 522, 4)])
+def test_tiled_equals_untiled(shape, rng):
+    image = np.clip(smooth_image(rng, shape, np.float32) + rng.normal(0, 0.08, shape), 0, 1).astype(np.float32)
+    whole = restora.restore(image, device="cpu", tile_size=1024, max_iterations=2)
+    tiled = restora.restore(image, device="cpu", tile_size=128, max_iterations=2)
+    assert np.abs(whole.image - tiled.image).max() < 1e-3
+    assert np.abs(whole.uncertainty - tiled.uncertainty).max() < 1e-3
+    assert abs(whole.quality_before - tiled.quality_before) < 1e-3
+    s_whole = restora.segment(image, device="cpu", tile_size=1024)
+    s_tiled = restora.segment(image, device="cpu", tile_size=128)
+    assert np.abs(s_whole.probabilities - s_tiled.probabilities).max() < 1e-3
+    q_whole, q_tiled = restora.assess(image, device="cpu", tile_size=1024), restora.assess(image, device="cpu", tile_size=128)
+    assert abs(q_whole.score - q_tiled.score) < 1e-3
+
+
+def test_tile_size_too_small_is_refused(rng):
+    with pytest.raises(restora.ImageError, match="tile_size"):
+        restora.restore(smooth_image(rng, (64, 64)), device="cpu", tile_size=32)
