@@ -56,3 +56,29 @@ def test_tiled_equals_untiled(shape, rng):
 def test_tile_size_too_small_is_refused(rng):
     with pytest.raises(restora.ImageError, match="tile_size"):
         restora.restore(smooth_image(rng, (64, 64)), device="cpu", tile_size=32)
+
+
+def test_out_of_memory_backs_off_to_smaller_tiles(rng, monkeypatch):
+    from restora.engine.engine import Engine
+
+    image = smooth_image(rng, (300, 300, 3), np.float32)
+    expected = restora.restore(image, device="cpu", tile_size=1024, max_iterations=1)
+    engine = Engine("default", "cpu", tile_size=1024)
+    real_encode = engine.model.encode
+    sizes = []
+
+    def encode(x):
+        sizes.append(x.shape[-1])
+        if x.shape[-1] > 200:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_encode(x)
+
+    monkeypatch.setattr(engine.model, "encode", encode)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None]
+    r = engine.restore(x, max_iterations=1)
+    assert engine.tile_size <= 200 and max(sizes) > 200
+    got = r.image[0].permute(1, 2, 0).numpy()
+    assert np.abs(got - expected.image).max() < 1e-3
+    monkeypatch.setattr(engine.model, "encode", lambda x: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")))
+    with pytest.raises(restora.ImageError, match="out of memory"):
+        engine.assess(x)

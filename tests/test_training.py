@@ -57,3 +57,23 @@ def test_init_from_shipped_weights(tmp_path):
     train(config, DATA, tmp_path, init=shipped)
     log = json.loads((tmp_path / "smoke" / "log.jsonl").read_text().splitlines()[0])
     assert log["val_psnr_out"] > log["val_psnr_in"] + 3  # starts from a trained denoiser
+
+
+def test_self_rounds_train_the_loop(tmp_path):
+    """With self_rounds=2 the network also restores its own output and scores each round."""
+    import torch
+
+    from restora.models import RestoraNet, RestoraNetConfig
+    from restora.training.train import compute_losses
+
+    torch.manual_seed(0)
+    model = RestoraNet(RestoraNetConfig(channels=(8, 16, 16), encoder_blocks=(1, 1)))
+    x, clean = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
+    labels, present = torch.zeros(4, 32, 32, dtype=torch.long), torch.zeros(4, 6)
+    weights = TrainConfig().loss_weights
+    one = compute_losses(model, x, clean, labels, present, weights, 1)
+    two = compute_losses(model, x, clean, labels, present, weights, 2)
+    assert float(two["restore"]) > float(one["restore"])  # a second restoration term
+    assert float(two["quality"]) > float(one["quality"])  # a further quality term
+    two["total"].backward()
+    assert model.quality_head[0].weight.grad.abs().sum() > 0

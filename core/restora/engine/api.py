@@ -97,6 +97,21 @@ def _sub_progress(progress: Progress, offset: int, total: int) -> Progress:
     return lambda done, _: progress(offset + done, total)
 
 
+def _run_planes(image, axes, in_range, weights, device, tile_size, progress, op, passes: int = 1):
+    """Check ``image``, then call ``op(engine, plane, tensor, progress)`` on each plane.
+
+    Returns the checked image, its layout, its (lo, hi) value range and the per-plane results.
+    """
+    image, layout, lo, hi = _prepare(image, axes, in_range)
+    engine = Engine(weights, device, tile_size)
+    planes = layout.planes(image)
+    per_plane = engine.tiles_per_pass(*planes.shape[1:3]) * passes
+    total = per_plane * len(planes)
+    results = [op(engine, plane, _plane_tensor(plane, lo, hi), _sub_progress(progress, i * per_plane, total))
+               for i, plane in enumerate(planes)]
+    return image, layout, lo, hi, results
+
+
 def _degradation_dict(probs: torch.Tensor) -> dict[str, float]:
     return {name: round(float(p), 4) for name, p in zip(DEGRADATIONS, probs)}
 
@@ -151,24 +166,24 @@ def restore(
     """
     t0 = time.perf_counter()
     names = check_degradations(degradations)
-    image, layout, lo, hi = _prepare(image, axes, in_range)
-    engine = Engine(weights, device, tile_size)
-    planes = layout.planes(image)
-    per_plane = engine.tiles_per_pass(*planes.shape[1:3]) * (int(max_iterations) + 1)
-    total = per_plane * len(planes)
-    outs, uncs, reports = [], [], []
-    for i, plane in enumerate(planes):
-        r = engine.restore(_plane_tensor(plane, lo, hi), names, max_iterations, strength, target_quality,
-                           progress=_sub_progress(progress, i * per_plane, total))
-        rest = r.image[0].permute(1, 2, 0).numpy()
+
+    def op(engine, plane, x, plane_progress):
+        r = engine.restore(x, names, max_iterations, strength, target_quality, progress=plane_progress)
+        report = {"quality_before": float(r.quality_before[0]), "quality_after": float(r.quality_after[0]),
+                  "degradations": _degradation_dict(r.degradation_probs[0]),
+                  "iterations": r.iterations[0], "history": [round(q, 4) for q in r.history[0]]}
+        return r.image[0].permute(1, 2, 0).numpy(), r.uncertainty[0, 0].numpy().astype(np.float32), report
+
+    image, layout, lo, hi, results = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op,
+                                                 passes=int(max_iterations) + 1)
+    outs = []
+    for plane, (rest, _, _) in zip(layout.planes(image), results):
         out = from_float(rest if plane.ndim == 3 else rest[..., 0], image.dtype, lo, hi)
         if plane.ndim == 3 and plane.shape[2] == 4:
             out = np.concatenate([out, plane[..., 3:]], axis=2)  # alpha untouched
         outs.append(out)
-        uncs.append(r.uncertainty[0, 0].numpy().astype(np.float32))
-        reports.append({"quality_before": float(r.quality_before[0]), "quality_after": float(r.quality_after[0]),
-                        "degradations": _degradation_dict(r.degradation_probs[0]),
-                        "iterations": r.iterations[0], "history": [round(q, 4) for q in r.history[0]]})
+    uncs = [u for _, u, _ in results]
+    reports = [rep for _, _, rep in results]
     degs = {k: round(float(np.mean([p["degradations"][k] for p in reports])), 4) for k in DEGRADATIONS}
     return RestoreResult(
         image=layout.image(np.stack(outs)),
@@ -197,14 +212,11 @@ def assess(
 
     Parameters are as for `restore`.
     """
-    image, layout, lo, hi = _prepare(image, axes, in_range)
-    engine = Engine(weights, device, tile_size)
-    planes = layout.planes(image)
-    per_plane = engine.tiles_per_pass(*planes.shape[1:3])
-    reports = []
-    for i, plane in enumerate(planes):
-        q, d = engine.assess(_plane_tensor(plane, lo, hi), _sub_progress(progress, i * per_plane, per_plane * len(planes)))
-        reports.append({"score": float(q[0]), "degradations": _degradation_dict(d[0])})
+    def op(engine, plane, x, plane_progress):
+        q, d = engine.assess(x, plane_progress)
+        return {"score": float(q[0]), "degradations": _degradation_dict(d[0])}
+
+    *_, reports = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op)
     return AssessResult(
         score=float(np.mean([p["score"] for p in reports])),
         degradations={k: round(float(np.mean([p["degradations"][k] for p in reports])), 4) for k in DEGRADATIONS},
@@ -226,14 +238,10 @@ def segment(
 
     Parameters are as for `restore`.
     """
-    image, layout, lo, hi = _prepare(image, axes, in_range)
-    engine = Engine(weights, device, tile_size)
-    planes = layout.planes(image)
-    per_plane = engine.tiles_per_pass(*planes.shape[1:3])
-    probs = []
-    for i, plane in enumerate(planes):
-        p = engine.segment(_plane_tensor(plane, lo, hi), _sub_progress(progress, i * per_plane, per_plane * len(planes)))
-        probs.append(p[0].permute(1, 2, 0).numpy().astype(np.float32))
+    def op(engine, plane, x, plane_progress):
+        return engine.segment(x, plane_progress)[0].permute(1, 2, 0).numpy().astype(np.float32)
+
+    _, layout, _, _, probs = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op)
     probabilities = layout.maps(np.stack(probs))
     return SegmentResult(labels=probabilities.argmax(-1).astype(np.uint8), probabilities=probabilities,
                          classes=SEGMENT_CLASSES)

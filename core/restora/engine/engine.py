@@ -69,7 +69,7 @@ class Engine:
         self.tile_size = self._check_tile(tile_size)
 
     def _check_tile(self, tile_size: int) -> int:
-        tile = int(tile_size) // self.multiple * self.multiple
+        tile = -(-int(tile_size) // self.multiple) * self.multiple
         if tile < 2 * self.context + 16 + self.multiple:
             raise ImageError(f"tile_size {tile_size} is too small; use at least {2 * self.context + 32}")
         return tile
@@ -79,10 +79,30 @@ class Engine:
         return len(plan_tiles(hp, wp, self.tile_size, self.context, 16, self.multiple))
 
     # -- one pass of the network over a whole image, tile by tile ---------------------------
-    @torch.no_grad()
     def _pass(self, x: torch.Tensor, decode: bool, ticker: _Ticker) -> dict[str, torch.Tensor]:
-        """Run the network over (1, 3, H, W) ``x``; per-pixel outputs are blended across tiles and
-        the latent statistics summed, so quality equals that of the whole image."""
+        """Run the network over (1, 3, H, W) ``x``. On out-of-memory, halve the tile size (it
+        stays smaller for later calls) and try again, down to the smallest tile."""
+        while True:
+            try:
+                return self._pass_tiles(x, decode, ticker)
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not isinstance(e, torch.OutOfMemoryError) and "out of memory" not in str(e):
+                    raise
+                smallest = self._check_tile(2 * self.context + 16 + self.multiple)
+                if self.tile_size <= smallest:
+                    raise ImageError(
+                        f"out of memory on {self.device} even with {self.tile_size}-pixel tiles; "
+                        "use device='cpu' or free memory"
+                    ) from None
+                half = -(-(self.tile_size // 2) // self.multiple) * self.multiple
+                self.tile_size = max(smallest, half)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    @torch.no_grad()
+    def _pass_tiles(self, x: torch.Tensor, decode: bool, ticker: _Ticker) -> dict[str, torch.Tensor]:
+        """Per-pixel outputs are blended across tiles and the latent statistics summed, so
+        quality equals that of the whole image."""
         _, _, h, w = x.shape
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m

@@ -29,6 +29,9 @@ class TrainConfig:
     loss_weights: dict = field(
         default_factory=lambda: {"uncertainty": 0.05, "segment": 0.05, "degradation": 0.05, "quality": 1.0}
     )
+    # Rounds of restore-assess-repeat seen in training: 1 trains on degraded inputs only; 2 or
+    # more also restores the model's own outputs and scores each round's true quality.
+    self_rounds: int = 1
     eval_every: int = 250
     checkpoint_every: int = 250
 

@@ -17,13 +17,19 @@ import torch
 import torch.nn.functional as F
 
 from ..metrics import psnr, quality_target
-from ..models import build_model, model_metadata
+from ..models import build_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import SyntheticBatches, list_images, validation_set
 
 
-def compute_losses(model, degraded, clean, labels, present, weights: dict) -> dict[str, torch.Tensor]:
+def compute_losses(model, degraded, clean, labels, present, weights: dict, self_rounds: int = 1) -> dict[str, torch.Tensor]:
+    """All training losses of one batch.
+
+    With ``self_rounds`` of 2 or more, half the batch goes round again (restore, assess,
+    repeat): the network restores its own detached output towards the clean target, and the
+    quality head learns the true quality of each round's output, so the loop cannot fool itself.
+    """
     out = model(degraded)
     restored = out["restored"]
     losses = {"restore": F.l1_loss(restored, clean)}
@@ -32,14 +38,24 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict) -> di
     losses["uncertainty"] = (err * torch.exp(-s) + s).mean()  # Laplace NLL: exp(s) -> E|error|
     losses["segment"] = F.cross_entropy(out["segment_logits"], labels)
     losses["degradation"] = F.binary_cross_entropy_with_logits(out["degradation_logits"], present)
-    # The quality head learns the full-reference quality of degraded inputs AND of the model's
-    # own outputs, so that the restore-assess loop cannot fool itself.
+    with torch.no_grad():
+        t_in = quality_target(degraded, clean)
+    losses["quality"] = F.mse_loss(out["quality"], t_in)
     half = max(1, degraded.shape[0] // 2)
-    own = restored[:half].detach().clamp(0, 1)
+    own, target = restored[:half].detach().clamp(0, 1), clean[:half]
+    for _ in range(1, self_rounds):
+        nxt = model(own)
+        losses["restore"] = losses["restore"] + 0.5 * F.l1_loss(nxt["restored"], target) / (self_rounds - 1)
+        with torch.no_grad():
+            t_own = quality_target(own, target)
+        losses["quality"] = losses["quality"] + F.mse_loss(nxt["quality"], t_own)
+        own = nxt["restored"].detach().clamp(0, 1)
+    # The quality head learns the full-reference quality of degraded inputs AND of the model's
+    # own (last) outputs.
     q_own, _ = model.assess(own)
     with torch.no_grad():
-        t_in, t_own = quality_target(degraded, clean), quality_target(own, clean[:half])
-    losses["quality"] = F.mse_loss(out["quality"], t_in) + F.mse_loss(q_own, t_own)
+        t_own = quality_target(own, target)
+    losses["quality"] = losses["quality"] + F.mse_loss(q_own, t_own)
     losses["total"] = losses["restore"] + sum(weights[k] * losses[k] for k in weights)
     return losses
 
@@ -92,7 +108,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         for group in opt.param_groups:
             group["lr"] = lr
         degraded, clean, labels, present = (t.to(device) for t in next(batches))
-        losses = compute_losses(model, degraded, clean, labels, present, config.loss_weights)
+        losses = compute_losses(model, degraded, clean, labels, present, config.loss_weights, config.self_rounds)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
