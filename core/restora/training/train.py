@@ -72,8 +72,12 @@ def evaluate(model, noisy: torch.Tensor, clean: torch.Tensor) -> dict[str, float
 
 
 def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = False, init: Path | None = None,
-          max_seconds: float | None = None, device: str = "cpu") -> Path:
-    """Run (or continue) training; return the path of the last checkpoint."""
+          max_seconds: float | None = None, device: str = "cpu", stop_at: int | None = None) -> Path:
+    """Run (or continue) training; return the path of the last checkpoint.
+
+    ``stop_at`` ends the run at that step, with a checkpoint, without changing the learning-rate
+    schedule (which still spans ``config.steps``): ``--resume`` continues it exactly.
+    """
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = build_model({"architecture": config.architecture, "config": json.dumps(config.model)})
@@ -122,12 +126,16 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
             print(json.dumps(record), flush=True)
         if step % config.checkpoint_every == 0 or step == config.steps:
             save_checkpoint(last, model, opt, step, {"config": config.dump()})
+        if stop_at is not None and step >= stop_at:
+            save_checkpoint(last, model, opt, step, {"config": config.dump()})
+            print(f"stopped at step {step} (--stop-at); --resume continues")
+            break
         if max_seconds is not None and time.time() - start > max_seconds:
             save_checkpoint(last, model, opt, step, {"config": config.dump()})
             print(f"stopped after {max_seconds} s at step {step}; --resume continues")
             break
         if time.time() - t_last > 60:
-            print(f"step {step}/{config.steps} loss {float(losses['total']):.4f}", flush=True)
+            print(f"step {step}/{config.steps} loss {float(losses['total'].detach()):.4f}", flush=True)
             t_last = time.time()
     log.close()
     return last
@@ -142,12 +150,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init", type=Path, help="start from these weights (e.g. the shipped ones)")
     ap.add_argument("--steps", type=int, help="override the config's step count")
     ap.add_argument("--max-seconds", type=float, help="stop (with a checkpoint) after this long")
+    ap.add_argument("--stop-at", type=int, help="stop at this step, keeping the schedule of the config's steps")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     config = TrainConfig.load(args.config)
     if args.steps:
         config.steps = args.steps
-    train(config, args.data, args.out, args.resume, args.init, args.max_seconds, args.device)
+    train(config, args.data, args.out, args.resume, args.init, args.max_seconds, args.device, args.stop_at)
 
 
 if __name__ == "__main__":
