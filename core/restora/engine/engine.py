@@ -113,26 +113,32 @@ class Engine:
         if decode:
             acc = {"restored": xp.new_zeros(1, 3, hp, wp), "log_error": xp.new_zeros(1, 1, hp, wp),
                    "segment_logits": xp.new_zeros(1, len(SEGMENT_CLASSES), hp, wp)}
-            weight_sum = xp.new_zeros(1, 1, hp, wp)
+        tiles = plan_tiles(hp, wp, self.tile_size, self.context, 16, m)
+        # The last tile of a row overlaps more: normalise the weights to sum to one everywhere,
+        # for the blended pixels and the latent statistics alike.
+        weight_sum = torch.zeros(hp, wp)
+        for tile in tiles:
+            weight_sum[tile.ys, tile.xs] += tile.weight
         s1 = s2 = None
         n = 0.0
-        for tile in plan_tiles(hp, wp, self.tile_size, self.context, 16, m):
+        for tile in tiles:
             xt = xp[:, :, tile.ys, tile.xs].to(self.device)
-            wt = tile.weight.to(self.device)[None, None]
+            wt = (tile.weight / weight_sum[tile.ys, tile.xs]).to(self.device)[None, None]
             e1, e2, latent = model.encode(xt)
             wl = F.avg_pool2d(wt, m) if m > 1 else wt
-            a, b = (latent * wl).sum((2, 3)), (latent * latent * wl).sum((2, 3))
+            # float64 sums: the variance E[f^2] - E[f]^2 cancels, and tiles must add up exactly
+            lat, wl = latent.double(), wl.double()
+            a, b = (lat * wl).sum((2, 3)), (lat * lat * wl).sum((2, 3))
             s1, s2, n = (a, b, float(wl.sum())) if s1 is None else (s1 + a, s2 + b, n + float(wl.sum()))
             if decode:
                 out = model.decode(xt, e1, e2, latent)
                 for k in acc:
                     acc[k][:, :, tile.ys, tile.xs] += (out[k] * wt).to(acc[k].device)
-                weight_sum[:, :, tile.ys, tile.xs] += wt.to(weight_sum.device)
             ticker.tick()
-        quality, deg_logits = model.quality_from_stats(s1, s2, n)
+        quality, deg_logits = model.quality_from_stats(s1.float(), s2.float(), n)
         result = {"quality": quality.cpu(), "degradation_probs": torch.sigmoid(deg_logits).cpu()}
-        for k, v in acc.items():  # the last tile of a row overlaps more: normalise
-            result[k] = (v / weight_sum)[:, :, :h, :w].cpu()
+        for k, v in acc.items():
+            result[k] = v[:, :, :h, :w].cpu()
         return result
 
     @staticmethod
