@@ -112,6 +112,11 @@ def _run_planes(image, axes, in_range, weights, device, tile_size, progress, op,
     return image, layout, lo, hi, results
 
 
+def _mean_degradations(reports: list[dict]) -> dict[str, float]:
+    """Each degradation's probability averaged over the planes' reports."""
+    return {k: round(float(np.mean([p["degradations"][k] for p in reports])), 4) for k in DEGRADATIONS}
+
+
 def _degradation_dict(probs: torch.Tensor) -> dict[str, float]:
     return {name: round(float(p), 4) for name, p in zip(DEGRADATIONS, probs)}
 
@@ -184,12 +189,11 @@ def restore(
         outs.append(out)
     uncs = [u for _, u, _ in results]
     reports = [rep for _, _, rep in results]
-    degs = {k: round(float(np.mean([p["degradations"][k] for p in reports])), 4) for k in DEGRADATIONS}
     return RestoreResult(
         image=layout.image(np.stack(outs)),
         quality_before=float(np.mean([p["quality_before"] for p in reports])),
         quality_after=float(np.mean([p["quality_after"] for p in reports])),
-        degradations=degs,
+        degradations=_mean_degradations(reports),
         iterations=max(p["iterations"] for p in reports),
         history=reports[0]["history"] if len(reports) == 1 else [],
         uncertainty=layout.maps(np.stack(uncs)),
@@ -219,7 +223,7 @@ def assess(
     *_, reports = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op)
     return AssessResult(
         score=float(np.mean([p["score"] for p in reports])),
-        degradations={k: round(float(np.mean([p["degradations"][k] for p in reports])), 4) for k in DEGRADATIONS},
+        degradations=_mean_degradations(reports),
         planes=reports if len(reports) > 1 else [],
     )
 
