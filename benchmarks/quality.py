@@ -39,10 +39,10 @@ from restora.degradations import (
     gaussian_kernel,
     motion_kernel,
 )
+from restora.io import list_images as restora_list_images
 from restora.metrics import psnr, ssim
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "val" / "bsds"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 # -- rows --------------------------------------------------------------------------------------
@@ -153,10 +153,11 @@ def load_image(path: Path, crop: int | None) -> np.ndarray:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files in ``folder``, sorted by name."""
-    if not folder.is_dir():
-        raise SystemExit(f"error: {folder} is not a folder")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files in ``folder``, sorted by name; a missing folder ends the script."""
+    try:
+        return restora_list_images(folder)
+    except restora.ImageFileError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def measure(out: np.ndarray, clean: np.ndarray) -> tuple[float, float]:

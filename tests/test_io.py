@@ -9,7 +9,7 @@ import tifffile
 from PIL import Image
 
 from restora._checks import ImageFileError
-from restora.io import IMAGE_SUFFIXES, read_image, write_image
+from restora.io import IMAGE_SUFFIXES, list_images, read_image, write_image
 
 rng = np.random.default_rng(0)
 
@@ -238,3 +238,12 @@ def test_length_one_axes_are_dropped(tmp_path):
     a = rand((1, 6, 5), np.uint16)
     b, axes = read_image(write_image(tmp_path / "a.tif", a, "ZYX"))
     assert axes == "YX" and b.shape == (6, 5)
+
+
+def test_list_images(tmp_path):
+    for name in ("b.png", "a.JPG", "c.txt", "d.tif"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.png").mkdir()
+    assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png", "d.tif"]  # no text file, no folder
+    with pytest.raises(ImageFileError, match="not a folder"):
+        list_images(tmp_path / "b.png")

@@ -193,20 +193,19 @@ class Engine:
         rgb = self._to_rgb(x)
         per_pass = self.tiles_per_pass(*rgb.shape[-2:])
         ticker = _Ticker(progress, rgb.shape[0] * per_pass * (int(max_iterations) + 1))
-        images, uncs, q0s, q1s, degs, iters, hists = [], [], [], [], [], [], []
+        results = []
         for i in range(rgb.shape[0]):
             start = ticker.done
-            r = self._restore_one(rgb[i : i + 1], degradations, int(max_iterations), strength,
-                                  target_quality, margin, ticker)
+            results.append(self._restore_one(rgb[i : i + 1], degradations, int(max_iterations), strength,
+                                             target_quality, margin, ticker))
             ticker.done = start + per_pass * (int(max_iterations) + 1)  # rounds not run count as done
             if progress is not None:
                 progress(ticker.done, ticker.total)
-            images.append(r[0]); uncs.append(r[1]); q0s.append(r[2]); q1s.append(r[3])
-            degs.append(r[4]); iters.append(r[5]); hists.append(r[6])
+        images, uncs, q0s, q1s, degs, iters, hists = zip(*results)
         return TensorRestoreResult(
             image=self._from_rgb(torch.cat(images), channels), uncertainty=torch.cat(uncs),
             quality_before=torch.tensor(q0s), quality_after=torch.tensor(q1s),
-            degradation_probs=torch.cat(degs), iterations=iters, history=hists,
+            degradation_probs=torch.cat(degs), iterations=list(iters), history=list(hists),
         )
 
     def _propose(self, cur: torch.Tensor, out: dict, degradations, strength: float) -> torch.Tensor:

@@ -139,6 +139,20 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     return _read_tiff(path) if fmt == "TIFF" else _read_pillow(path, fmt)
 
 
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files (by suffix, see `IMAGE_SUFFIXES`) directly in ``folder``, sorted by name.
+
+    Raises
+    ------
+    ImageFileError
+        If ``folder`` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageFileError(f"{folder} is not a folder; pass a folder of images")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def _check_axes(path: Path, image: np.ndarray, axes: str | None) -> str:
     if axes is None:
         if image.ndim == 2:

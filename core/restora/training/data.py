@@ -11,16 +11,7 @@ from PIL import Image
 
 from .._names import DEGRADATIONS
 from ..degradations import degradation_cutmix, degrade
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files in ``folder`` (not recursive), sorted for reproducibility."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"training folder {folder} does not exist")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+from ..io import list_images
 
 
 def load_rgb(path: Path) -> torch.Tensor:

@@ -20,7 +20,8 @@ from ..metrics import psnr, quality_target
 from ..models import build_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import SyntheticBatches, list_images, validation_set
+from ..io import list_images
+from .data import SyntheticBatches, validation_set
 
 
 def compute_losses(model, degraded, clean, labels, present, weights: dict, self_rounds: int = 1) -> dict[str, torch.Tensor]:
