@@ -1,0 +1,106 @@
+"""The measuring code of the benchmark scripts (not the model: see test_quality.py)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+pytest.importorskip("scipy")
+import _niqe  # noqa: E402
+import iqa  # noqa: E402
+import segment  # noqa: E402
+import torch  # noqa: E402
+
+from restora import DEGRADATIONS, SEGMENT_CLASSES  # noqa: E402
+
+
+def test_matlab_half_resize_keeps_constants_and_averages_pairs():
+    m = _niqe._resize_matrix(9, 0.5)
+    assert m.shape == (5, 9)
+    np.testing.assert_allclose(m.sum(1), 1, atol=1e-12)
+    img = np.full((10, 14), 7.0)
+    np.testing.assert_allclose(_niqe.imresize_half(img), 7.0, atol=1e-12)
+    # the antialiased bicubic kernel is symmetric about each output centre (between two inputs)
+    row = _niqe._resize_matrix(20, 0.5)[5]
+    centre = np.nonzero(row)[0]
+    np.testing.assert_allclose(row[centre], row[centre][::-1], atol=1e-12)
+
+
+def test_luma_matches_bt601():
+    rgb = np.array([[[255, 255, 255], [0, 0, 0], [255, 0, 0]]], dtype=np.uint8)
+    np.testing.assert_allclose(_niqe.luma(rgb)[0], [235, 16, 81])
+
+
+def test_aggd_fit_recovers_a_symmetric_gaussian():
+    x = np.random.default_rng(0).normal(0, 2.0, 200_000)
+    alpha, bl, br = _niqe._aggd(x)
+    assert alpha == pytest.approx(2.0, abs=0.05)  # a Gaussian is the shape-2 case
+    assert bl == pytest.approx(br, rel=0.02)
+
+
+def test_niqe_refuses_images_smaller_than_two_blocks():
+    params = (np.zeros(36), np.eye(36), np.full((7, 7), 1 / 49))
+    with pytest.raises(ValueError, match="two 96x96 blocks"):
+        _niqe.niqe(np.zeros((100, 100, 3), np.uint8), params)
+
+
+def test_niqe_rates_noise_worse_with_a_synthetic_model():
+    # a pristine model fitted to smooth images must find noisy ones further from it
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:192, :288] / 40.0
+    smooth = (127 + 60 * np.sin(xx) * np.cos(yy))[..., None].repeat(3, 2)
+    feats = []
+    for k in range(6):
+        img = np.clip(smooth + rng.normal(0, 1, smooth.shape) + k, 0, 255).astype(np.uint8)
+        y = _niqe.luma(img)
+        window = np.outer(*(2 * [np.exp(-np.arange(-3, 4) ** 2 / (2 * (7 / 6) ** 2))]))
+        window /= window.sum()
+        from scipy.ndimage import convolve
+        mu = convolve(y, window, mode="nearest")
+        sd = np.sqrt(np.abs(convolve(y ** 2, window, mode="nearest") - mu ** 2))
+        m = (y - mu) / (sd + 1)
+        f1 = _niqe._block_features(m[:96, :96])
+        feats.append(f1 + f1)
+    feats = np.array(feats)
+    params = (feats.mean(0), np.cov(feats, rowvar=False) + np.eye(36) * 1e-3, window)
+    clean = np.clip(smooth + rng.normal(0, 1, smooth.shape), 0, 255).astype(np.uint8)
+    noisy = np.clip(smooth + rng.normal(0, 25, smooth.shape), 0, 255).astype(np.uint8)
+    assert _niqe.niqe(noisy, params) > _niqe.niqe(clean, params)
+
+
+def test_roc_auc_and_correlations():
+    assert iqa.roc_auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])) == 1.0
+    assert iqa.roc_auc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1])) == 0.0
+    assert iqa.roc_auc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
+    assert np.isnan(iqa.roc_auc(np.array([0.5, 0.5]), np.array([1, 1])))
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    assert iqa.spearman(a, a ** 3) == pytest.approx(1.0)
+    assert iqa.pearson(a, -a) == pytest.approx(-1.0)
+
+
+def test_segment_composites_have_two_different_regions():
+    clean = (np.random.default_rng(2).random((64, 80, 3)) * 255).astype(np.uint8)
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        outside, inside = segment.draw_regions(g)
+        assert inside and inside[-1] in DEGRADATIONS and inside[-1:] != outside
+        img, labels, desc = segment.composite(clean, seed)
+        assert img.shape == clean.shape and img.dtype == np.uint8
+        assert labels.shape == clean.shape[:2]
+        assert set(np.unique(labels)) <= set(range(len(SEGMENT_CLASSES)))
+        assert len(np.unique(labels)) == 2, desc  # the box and the rest differ
+
+
+def test_segment_summary_counts_pixels():
+    k = len(SEGMENT_CLASSES)
+    true = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    conf = segment.confusion(true, pred, k)
+    rows, acc, miou = segment.summary(conf)
+    assert acc == pytest.approx(4 / 6)
+    # IoU: clean 1/3, noise 2/3, blur 1/2
+    assert miou == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert rows[3][1:] == ["0.0%", "-", "-", "-"]
