@@ -27,11 +27,18 @@ class TrainConfig:
     # degradation (maybe with noise), degradation CutMix.
     mix: dict = field(default_factory=lambda: {"clean": 0.1, "noise": 0.45, "single": 0.25, "cutmix": 0.2})
     loss_weights: dict = field(
-        default_factory=lambda: {"uncertainty": 0.05, "segment": 0.05, "degradation": 0.05, "quality": 1.0}
+        default_factory=lambda: {"uncertainty": 0.05, "segment": 0.05, "degradation": 0.05, "quality": 1.0,
+                                 "estimator": 0.1}
     )
     # Rounds of restore-assess-repeat seen in training: 1 trains on degraded inputs only; 2 or
     # more also restores the model's own outputs and scores each round's true quality.
     self_rounds: int = 1
+    # Which parameters train: "base" (phase I: everything), "adapters" (phase II: the low-rank
+    # adapters only, blended by the true label maps; ``train_adapters`` limits it to some, e.g.
+    # one new degradation) or "heads" (phase III: the adapter estimator, quality and segmentation
+    # heads, on frozen features).
+    phase: str = "base"
+    train_adapters: list[str] = field(default_factory=list)
     eval_every: int = 250
     checkpoint_every: int = 250
 

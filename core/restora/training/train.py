@@ -1,7 +1,10 @@
 """The training loop: ``python -m restora.training.train CONFIG --data ../shared/data``.
 
-Phase I of the method (base model with restoration, uncertainty, quality and segmentation
-heads on synthetic and CutMix data). Checkpoints every few hundred steps; ``--resume`` picks up
+The config's ``phase`` picks what trains: phase I, ``base``, the whole network (restoration,
+uncertainty, quality and segmentation heads) on synthetic and CutMix data; phase II,
+``adapters``, only the per-degradation low-rank adapters, each blended by the true label map
+(``train_adapters`` names the ones to train, e.g. one new degradation); phase III, ``heads``,
+the adapter estimator with the quality and segmentation heads, on frozen features. Checkpoints every few hundred steps; ``--resume`` picks up
 the last one, ``--init`` starts from shipped weights. Logs are JSON lines beside the checkpoints.
 """
 
@@ -16,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .._names import SEGMENT_CLASSES
 from ..metrics import psnr, quality_target
 from ..models import build_model
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -24,16 +28,41 @@ from ..io import list_images
 from .data import SyntheticBatches, validation_set
 
 
-def compute_losses(model, degraded, clean, labels, present, weights: dict, self_rounds: int = 1) -> dict[str, torch.Tensor]:
+PHASES = ("base", "adapters", "heads")
+
+
+def adapter_targets(labels: torch.Tensor, adapters: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """From (B, H, W) labels (indices into SEGMENT_CLASSES): the true adapter weights
+    (B, len(adapters), H/2, W/2), each pixel's share of every adapter's degradation, and the
+    estimator's class targets (B, H/2, W/2): 0 for pixels no adapter covers, else 1 + index."""
+    cls = torch.tensor([SEGMENT_CLASSES.index(a) for a in adapters], device=labels.device)
+    onehot = (labels[:, None] == cls[:, None, None]).float()
+    weights = F.avg_pool2d(onehot, 2)
+    half = labels[:, ::2, ::2]
+    target = torch.zeros_like(half)
+    for i, c in enumerate(cls):
+        target[half == c] = i + 1
+    return weights, target
+
+
+def compute_losses(model, degraded, clean, labels, present, weights: dict, self_rounds: int = 1,
+                   phase: str = "base") -> dict[str, torch.Tensor]:
     """All training losses of one batch.
 
     With ``self_rounds`` of 2 or more, half the batch goes round again (restore, assess,
     repeat): the network restores its own detached output towards the clean target, and the
     quality head learns the true quality of each round's output, so the loop cannot fool itself.
+    In the ``adapters`` phase the adapters are blended by the true label map (teacher forcing);
+    with adapters, the estimator learns that map by cross-entropy.
     """
-    out = model(degraded)
+    adapters = getattr(model.config, "adapters", ())
+    true_w, est_target = adapter_targets(labels, adapters) if adapters else (None, None)
+    forced = true_w if phase == "adapters" else None
+    out = model(degraded, adapter_weights=forced) if adapters else model(degraded)
     restored = out["restored"]
     losses = {"restore": F.l1_loss(restored, clean)}
+    if adapters:
+        losses["estimator"] = F.cross_entropy(out["estimator_logits"], est_target)
     err = (restored - clean).abs().mean(1, keepdim=True).detach()
     s = out["log_error"]
     losses["uncertainty"] = (err * torch.exp(-s) + s).mean()  # Laplace NLL: exp(s) -> E|error|
@@ -44,8 +73,9 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     losses["quality"] = F.mse_loss(out["quality"], t_in)
     half = max(1, degraded.shape[0] // 2)
     own, target = restored[:half].detach().clamp(0, 1), clean[:half]
+    own_w = None if forced is None else forced[:half]
     for _ in range(1, self_rounds):
-        nxt = model(own)
+        nxt = model(own, adapter_weights=own_w) if adapters else model(own)
         losses["restore"] = losses["restore"] + 0.5 * F.l1_loss(nxt["restored"], target) / (self_rounds - 1)
         with torch.no_grad():
             t_own = quality_target(own, target)
@@ -57,8 +87,34 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     with torch.no_grad():
         t_own = quality_target(own, target)
     losses["quality"] = losses["quality"] + F.mse_loss(q_own, t_own)
-    losses["total"] = losses["restore"] + sum(weights[k] * losses[k] for k in weights)
+    losses["total"] = losses["restore"] + sum(weights.get(k, 1.0) * losses[k] for k in losses if k != "restore")
     return losses
+
+
+def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[list, dict]:
+    """The parameters that ``phase`` trains (the rest are frozen) and gradient masks that keep
+    adapters outside ``train_adapters`` (when given) fixed."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; choose from {PHASES}")
+    adapters = getattr(model.config, "adapters", ())
+    if phase != "base" and not adapters:
+        raise ValueError(f"phase {phase!r} needs a model with adapters (config model.adapters)")
+    unknown = set(train_adapters) - set(adapters)
+    if unknown:
+        raise ValueError(f"train_adapters {sorted(unknown)} are not adapters of the model {adapters}")
+    prefixes = {"base": ("",), "adapters": ("adapters.",),
+                "heads": ("estimator.", "quality_head.", "segment_head.")}[phase]
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(prefixes))
+        if p.requires_grad:
+            params.append(p)
+    masks = {}
+    if phase == "adapters" and train_adapters:
+        for layer, module in model.adapters.items():
+            for pname, mask in module.gradient_mask(set(train_adapters)).items():
+                masks[f"adapters.{layer}.{pname}"] = mask
+    return params, masks
 
 
 @torch.no_grad()
@@ -85,7 +141,11 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
     if config.model == {}:
         config.model = model.config.to_dict()
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    params, masks = trainable_parameters(model, config.phase, config.train_adapters)
+    named = dict(model.named_parameters())
+    for name, mask in masks.items():
+        named[name].register_hook(lambda g, m=mask.to(device): g * m)
+    opt = torch.optim.Adam(params, lr=config.lr)
     run_dir = out_dir / config.name
     last = run_dir / "last.safetensors"
     step = 0
@@ -95,8 +155,13 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
     elif init is not None:
         from ..engine.weights import load_state
 
-        model.load_state_dict(load_state(init)[1])
-        print(f"initialised from {init}")
+        result = model.load_state_dict(load_state(init)[1], strict=False)
+        new = ("adapters.", "estimator.")  # parts a phase adds to a model without them
+        missing = [k for k in result.missing_keys if not k.startswith(new)]
+        if missing or result.unexpected_keys:
+            raise ValueError(f"{init} does not fit the config's model: missing {missing[:5]}, "
+                             f"unexpected {result.unexpected_keys[:5]}")
+        print(f"initialised from {init}" + (f" ({len(result.missing_keys)} new tensors)" if result.missing_keys else ""))
     paths = [p for d in config.data_dirs for p in list_images(data_root / d)]
     if config.max_images:
         paths = paths[: config.max_images]
@@ -113,10 +178,11 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         for group in opt.param_groups:
             group["lr"] = lr
         degraded, clean, labels, present = (t.to(device) for t in next(batches))
-        losses = compute_losses(model, degraded, clean, labels, present, config.loss_weights, config.self_rounds)
+        losses = compute_losses(model, degraded, clean, labels, present, config.loss_weights, config.self_rounds,
+                                config.phase)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         if step % config.eval_every == 0 or step == config.steps:

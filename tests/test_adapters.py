@@ -1,0 +1,135 @@
+"""Per-degradation low-rank adapters: exact no-ops until trained, blended per pixel, trainable
+one at a time (phase II), with the estimator and heads on frozen features (phase III)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import restora
+from restora import DEGRADATIONS, SEGMENT_CLASSES
+from restora.engine.weights import load_state, resolve_weights
+from restora.models import RestoraNet, RestoraNetConfig
+from restora.models.adapters import LowRankAdapters
+from restora.training.config import TrainConfig
+from restora.training.train import adapter_targets, compute_losses, trainable_parameters
+
+SMALL = dict(channels=(8, 16, 16), encoder_blocks=(1, 1))
+
+
+def test_new_adapters_leave_the_shipped_model_unchanged():
+    _, state = load_state(resolve_weights("default").path)
+    base, adapted = RestoraNet(), RestoraNet(RestoraNetConfig(adapters=DEGRADATIONS))
+    base.load_state_dict(state)
+    missing = adapted.load_state_dict(state, strict=False).missing_keys
+    assert missing and all(k.startswith(("adapters.", "estimator.")) for k in missing)
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = base.eval()(x), adapted.eval()(x)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert b["estimator_logits"].shape == (1, 1 + len(DEGRADATIONS), 24, 32)
+
+
+def test_adapter_weights_blend_per_pixel():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 5, 3, padding=1)
+    ad = LowRankAdapters(conv, ("noise", "blur"), rank=2)
+    torch.nn.init.normal_(ad.up.weight)
+    x = torch.rand(2, 4, 6, 7)
+    only_blur = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    per_pixel = only_blur[:, :, None, None].expand(2, 2, 6, 7)
+    torch.testing.assert_close(ad(x, only_blur), ad(x, per_pixel))
+    # the noise adapter's tensors do not matter where its weight is zero
+    before = ad(x, only_blur)
+    with torch.no_grad():
+        ad.down.weight[:2] += 1.0
+        ad.up.weight[:, :2] += 1.0
+    torch.testing.assert_close(ad(x, only_blur), before)
+    # half-resolution weights are resized to the layer's resolution
+    assert ad(torch.rand(1, 4, 8, 8), torch.rand(1, 2, 4, 4)).shape == (1, 5, 8, 8)
+
+
+def test_adapter_targets_follow_the_label_map():
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, :2, :2] = SEGMENT_CLASSES.index("blur")
+    labels[0, 2:, 2:] = SEGMENT_CLASSES.index("noise")
+    weights, target = adapter_targets(labels, ("blur", "haze"))
+    assert weights.shape == (1, 2, 2, 2)
+    assert weights[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0]]  # blur: top-left
+    assert weights[0, 1].abs().sum() == 0  # no haze anywhere; noise has no adapter here
+    assert target[0].tolist() == [[1, 0], [0, 0]]
+
+
+def _batch(n=4, size=32):
+    g = torch.Generator().manual_seed(1)
+    x, clean = torch.rand(n, 3, size, size, generator=g), torch.rand(n, 3, size, size, generator=g)
+    labels = torch.randint(0, len(SEGMENT_CLASSES), (n, size, size), generator=g)
+    return x, clean, labels, torch.zeros(n, len(DEGRADATIONS))
+
+
+def test_phase_two_trains_only_the_named_adapter():
+    torch.manual_seed(0)
+    model = RestoraNet(RestoraNetConfig(**SMALL, adapters=("noise", "rain"), adapter_rank=2))
+    params, masks = trainable_parameters(model, "adapters", ["rain"])
+    named = dict(model.named_parameters())
+    for name, mask in masks.items():
+        named[name].register_hook(lambda g, m=mask: g * m)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(3):
+        loss = compute_losses(model, *_batch(), TrainConfig().loss_weights, 2, "adapters")["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.startswith("adapters.") for k in changed)
+    up = after["adapters.fuse2.up.weight"]  # (out, 2 * rank): noise slice first, then rain
+    assert torch.equal(up[:, :2], before["adapters.fuse2.up.weight"][:, :2])
+    assert not torch.equal(up[:, 2:], before["adapters.fuse2.up.weight"][:, 2:])
+
+
+def test_phase_three_trains_the_heads_on_frozen_features():
+    model = RestoraNet(RestoraNetConfig(**SMALL, adapters=("blur",), adapter_rank=2))
+    params, _ = trainable_parameters(model, "heads", [])
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(("estimator.", "quality_head.", "segment_head.")) for n in names)
+    losses = compute_losses(model, *_batch(), TrainConfig().loss_weights, 1, "heads")
+    assert "estimator" in losses
+    losses["total"].backward()
+    assert model.estimator[0].weight.grad is not None and model.stem.weight.grad is None
+
+
+def test_bad_phases_are_refused():
+    plain = RestoraNet(RestoraNetConfig(**SMALL))
+    with pytest.raises(ValueError, match="needs a model with adapters"):
+        trainable_parameters(plain, "adapters", [])
+    with pytest.raises(ValueError, match="unknown phase"):
+        trainable_parameters(plain, "everything", [])
+    adapted = RestoraNet(RestoraNetConfig(**SMALL, adapters=("blur",)))
+    with pytest.raises(ValueError, match="not adapters of the model"):
+        trainable_parameters(adapted, "adapters", ["rain"])
+    with pytest.raises(ValueError, match="adapters must be distinct names"):
+        RestoraNet(RestoraNetConfig(**SMALL, adapters=("blur", "fog")))
+
+
+def test_engine_runs_a_model_with_adapters_exactly_tiled(tmp_path):
+    """The estimator is per-pixel, so tiles still agree with the whole image."""
+    from safetensors.torch import save_file
+
+    from restora.models import model_metadata
+
+    torch.manual_seed(0)
+    model = RestoraNet(RestoraNetConfig(**SMALL, adapters=("noise", "haze"), adapter_rank=2))
+    for ad in model.adapters.values():
+        torch.nn.init.normal_(ad.up.weight, std=0.05)
+    path = tmp_path / "adapted.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path,
+              metadata=model_metadata("restoranet-v0", model))
+    x = torch.rand(1, 3, 200, 136)
+    whole = restora.Engine(weights=path, device="cpu", tile_size=512).restore(x, max_iterations=1)
+    tiled = restora.Engine(weights=path, device="cpu", tile_size=128).restore(x, max_iterations=1)
+    torch.testing.assert_close(whole.image, tiled.image, atol=1e-4, rtol=0)
+    torch.testing.assert_close(whole.uncertainty, tiled.uncertainty, atol=1e-4, rtol=0)
+    torch.testing.assert_close(whole.quality_before, tiled.quality_before, atol=1e-4, rtol=0)
