@@ -12,16 +12,7 @@ import folder_paths
 from comfy import model_management
 from comfy_api.latest import ComfyExtension, io, ui
 
-try:
-    import restora
-except ImportError as e:  # the pack is installed but Restora is not, in ComfyUI's Python
-    import sys
-
-    raise ImportError(
-        f"Restora is not installed in the Python that runs ComfyUI ({sys.executable}); install it with "
-        f"'{sys.executable} -m pip install -e /path/to/restora' (see the pack's README)"
-    ) from e
-
+import restora
 from restora import DEGRADATIONS, SEGMENT_CLASSES
 from restora.engine import available_devices
 from restora.engine.engine import DEFAULT_TILE
