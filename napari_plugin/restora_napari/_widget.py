@@ -67,6 +67,7 @@ class RestoraWidget(Container):
         self._worker = None
         self._pbar = None  # napari's activity-panel progress bar
         self.last_result = None  # the latest result object, for scripting and tests
+        self._alive = True  # False once the dock's Qt widgets are gone
 
         self._layer = ComboBox(label="image", choices=self._image_layers, nullable=True)
         self._axes = Label(label="axes")
@@ -107,8 +108,20 @@ class RestoraWidget(Container):
         self._cancel.changed.connect(self.cancel)
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
-        for event in ("inserted", "removed", "moved", "reordered"):
-            getattr(viewer.layers.events, event).connect(self._refresh_layers)
+        layer_events = [getattr(viewer.layers.events, e) for e in ("inserted", "removed", "moved", "reordered")]
+        for event in layer_events:
+            event.connect(self._refresh_layers)
+
+        def closed(_obj=None, refresh=self._refresh_layers) -> None:
+            # the dock was closed: stop listening to the viewer and stop any running work; the
+            # worker's late signals then find the widget gone and only tidy up
+            self._alive = False
+            for event in layer_events:
+                event.disconnect(refresh)
+            if self._request is not None:
+                self._request.cancel.set()
+
+        self.native.destroyed.connect(closed)
         self._refresh_layers()
         self._show_options()
         self._show_device()
@@ -213,13 +226,13 @@ class RestoraWidget(Container):
 
     def cancel(self, _value=None) -> None:
         """Ask the running operation to stop at its next tile or plane (the Cancel button)."""
-        if self._request is not None:
+        if self._request is not None and self.running:
             self._request.cancel.set()
             self._status.value = "cancelling ..."
 
     def _on_progress(self, done: int, total: int) -> None:
         request, source, pbar = self._request, self._source, self._pbar
-        if not self.running or request is None or total <= 0:
+        if not self._alive or not self.running or request is None or total <= 0:
             return
         ticks = int(_TICKS * done / total)
         self._progress.value = ticks
@@ -236,6 +249,8 @@ class RestoraWidget(Container):
     def _on_returned(self, result) -> None:
         request, layer = self._request, self._source
         self.last_result = result
+        if not self._alive:
+            return
         added = []
         try:
             if request.operation == "restore":
@@ -260,6 +275,8 @@ class RestoraWidget(Container):
 
     def _on_errored(self, error: BaseException) -> None:
         request, layer = self._request, self._source
+        if not self._alive:
+            return
         if isinstance(error, Cancelled):
             msg = f"{request.operation} of {layer.name!r} cancelled"
             if request.axes.planes > 1 and error.total > 0:
@@ -276,10 +293,11 @@ class RestoraWidget(Container):
 
     def _on_finished(self) -> None:
         self._worker = None
-        self._run.enabled, self._cancel.enabled = True, False
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        if self._alive:
+            self._run.enabled, self._cancel.enabled = True, False
 
     def _fail(self, message: str) -> None:
         self._status.value = message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from napari_support import require_packages
@@ -76,3 +78,38 @@ def test_not_an_xcf(tmp_path):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
     with pytest.raises(XcfError, match="not a GIMP .xcf file"):
         read_xcf(str(path))
+
+
+# -- files written by GIMP itself (2.10.34; see data/README.md) -------------------------------
+GIMP_FILES = Path(__file__).resolve().parent / "data"
+
+
+def test_reads_a_real_gimp_file():
+    from PIL import Image
+
+    layers = read_xcf(str(GIMP_FILES / "gimp210_rgb.xcf"))
+    assert [kw["name"] for _, kw, _ in layers] == ["background", "overlay"]
+    (bg, bg_kw, _), (ov, ov_kw, _) = layers
+    np.testing.assert_array_equal(bg, np.asarray(Image.open(GIMP_FILES / "bg.png").convert("RGB")))
+    assert bg.std() > 10  # the plasma texture, pixel for pixel
+    assert bg_kw["visible"] is False and ov_kw["visible"] is True
+    assert ov.shape == (16, 24, 4) and ov_kw["translate"] == (7.0, 5.0)
+    assert ov_kw["opacity"] == pytest.approx(0.5)
+    painted = ov[..., 3] > 0
+    np.testing.assert_array_equal(np.argwhere(painted).min(0), [0, 0])
+    np.testing.assert_array_equal(np.argwhere(painted).max(0), [7, 11])
+    np.testing.assert_array_equal(ov[painted][0], [10, 200, 40, 255])
+    assert ov_kw["metadata"]["xcf"]["version"] == "v011"
+
+
+def test_reads_a_real_gimp_grey_file():
+    from PIL import Image
+
+    [(data, kwargs, _)] = read_xcf(str(GIMP_FILES / "gimp210_grey.xcf"))
+    np.testing.assert_array_equal(data, np.asarray(Image.open(GIMP_FILES / "grey.png")))
+    assert kwargs["rgb"] is False
+
+
+def test_refuses_a_real_16_bit_gimp_file():
+    with pytest.raises(XcfError, match=r"version v012\) is not supported: 16-bit integer precision.*8 bit integer"):
+        read_xcf(str(GIMP_FILES / "gimp210_16bit.xcf"))

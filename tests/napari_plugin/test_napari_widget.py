@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from napari_support import require_gui
+from napari_support import notes, open_widget, require_gui, wait  # noqa: F401 (fixtures)
 
 require_gui()
 
