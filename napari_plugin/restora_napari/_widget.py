@@ -80,7 +80,7 @@ class RestoraWidget(Container):
                                     tooltip="stop once the assessed quality reaches this; 0 = off")
         self._value_range = ComboBox(label="value range", choices=RANGES, value="auto",
                                      tooltip="auto: uint16 by its own min..max, others by their dtype's range")
-        self._tile = SpinBox(label="tile size", min=64, max=4096, step=64, value=512,
+        self._tile = SpinBox(label="tile size", min=128, max=4096, step=64, value=512,
                              tooltip="largest tile edge in pixels; smaller uses less memory")
         self._device = ComboBox(label="device", choices=_device_choices(), value="auto")
         self._device_info = Label(label="in use")
@@ -137,7 +137,8 @@ class RestoraWidget(Container):
         if self._layer.value is None:  # nothing chosen yet: take a new (or the active) image layer
             images = [layer for _, layer in self._image_layers()]
             for candidate in (getattr(event, "value", None), self._viewer.layers.selection.active):
-                if candidate is not None and any(candidate is layer for layer in images):
+                # ==, not `is`: napari hands plug-ins a proxy of the viewer, whose layers are proxies too
+                if candidate is not None and candidate in images:
                     self._layer.value = candidate
                     break
         self._show_axes()

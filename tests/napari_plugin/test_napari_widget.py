@@ -66,6 +66,15 @@ def test_widget_opens_through_the_plugin_manager(open_widget):
     assert widget._device_info.value == "cpu"
 
 
+def test_widget_takes_the_active_layer_when_opened(make_napari_viewer):
+    """napari hands the widget a proxy of the viewer; the layer already open must still be chosen."""
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_noisy((48, 64), np.uint8), name="already open")
+    _dock, widget = viewer.window.add_plugin_dock_widget("restora", "Restora")
+    assert widget._layer.value == layer
+    assert widget._axes.value == "YX, 1 plane"
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_restore_adds_a_layer_like_the_input(open_widget, wait, case):
     viewer, widget = open_widget()
@@ -103,16 +112,22 @@ def test_restore_adds_a_layer_like_the_input(open_widget, wait, case):
         assert {f"restore '{case}': plane {k} of 3" for k in (1, 2, 3)} <= texts
 
 
-def test_restore_only_chosen_degradations(open_widget, wait):
+def test_restore_only_chosen_degradations_in_tiles(open_widget, wait):
     viewer, widget = open_widget()
-    layer = _add(viewer, "2d-uint8")
+    layer = viewer.add_image(_noisy((120, 300), np.uint8), name="wide")
     _choose(widget, layer, "restore")
     widget._mode.value = "only these"
     assert _shown(widget._degradations)
     widget._degradations.value = ["noise"]
+    widget._max_iterations.value = 1
+    widget._tile.value = 128  # smaller than the image: the engine runs it in tiles
+    totals = []
+    widget._relay.progressed.connect(lambda done, total: totals.append(total))
     widget.run()
     wait(widget)
-    assert viewer.layers[-1].metadata["restora"]["settings"]["degradations"] == ("noise",)
+    settings = viewer.layers["wide [restored]"].metadata["restora"]["settings"]
+    assert settings["degradations"] == ("noise",) and settings["tile_size"] == 128
+    assert totals and totals[-1] > 2 * 2  # (1 round + 1 assessment) x several tiles per pass
 
 
 @pytest.mark.parametrize("case", list(CASES))
