@@ -113,8 +113,8 @@ class RestoraWidget(Container):
             event.connect(self._refresh_layers)
 
         def closed(_obj=None, refresh=self._refresh_layers) -> None:
-            # the dock was closed: stop listening to the viewer and stop any running work; the
-            # worker's late signals then find the widget gone and only tidy up
+            # the Qt side is being destroyed (the viewer closes): stop listening to the viewer and
+            # stop any running work; the worker's late signals then find the widget gone and only tidy up
             self._alive = False
             for event in layer_events:
                 event.disconnect(refresh)
