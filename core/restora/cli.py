@@ -198,6 +198,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.output), overwrite=args.overwrite, device=args.device)
 
 
+def cmd_gimp(args: argparse.Namespace) -> int:
+    from .gimp.install import gimp_plugin_root, install, uninstall
+
+    root = args.plugin_dir or gimp_plugin_root()
+    if args.action == "install":
+        dest = install(root, args.python, timeout=args.timeout, idle=args.idle)
+        print(f"installed the GIMP plug-in in {dest} (engine: {args.python or sys.executable}); "
+              "restart GIMP, then find it under Filters > Enhance > Restora")
+    else:
+        dest = uninstall(root)
+        print(f"removed the GIMP plug-in from {dest}" if dest else f"the GIMP plug-in is not installed in {root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -237,6 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     common(p)
     p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("gimp", help="install or remove the GIMP 3 plug-in (Filters > Enhance > Restora)")
+    p.add_argument("action", choices=["install", "uninstall"])
+    p.add_argument("--plugin-dir", metavar="DIR",
+                   help="GIMP 3's plug-in folder (default: $GIMP3_DIRECTORY/plug-ins, else the user's GIMP 3.0 folder)")
+    p.add_argument("--python", metavar="PATH", help="the Python that runs the engine (default: this one)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds the plug-in waits for any word from the engine (default 300)")
+    p.add_argument("--idle", type=float, default=600.0,
+                   help="seconds the engine keeps the model loaded after its last request (default 600)")
+    p.set_defaults(func=cmd_gimp)
 
     p = sub.add_parser("info", help="versions, devices and weights")
     p.set_defaults(func=cmd_info)
