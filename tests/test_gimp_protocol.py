@@ -342,3 +342,11 @@ def test_engine_exits_when_idle(runtime):
         time.sleep(0.2)
     assert not os.path.exists(client.socket_path), "the idle engine should exit and remove its socket"
     assert "idle; exiting" in Path(client.log_path).read_text()
+
+
+def test_long_runtime_dir_falls_back_to_a_short_one(monkeypatch, tmp_path):
+    long = tmp_path / ("x" * 90)
+    long.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(long))
+    sock, log = rp.engine_paths("/some/python")
+    assert len(sock) <= 100 and not sock.startswith(str(long)) and os.path.dirname(sock) == os.path.dirname(log)

@@ -163,11 +163,13 @@ def check_pixels(header: dict, payload) -> None:
 
 # -- where the engine listens ---------------------------------------------------------------------
 
-def runtime_dir() -> str:
-    """A private per-user folder for the engine's socket and log (created 0700, checked)."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    if not base or not os.path.isdir(base):
-        base = tempfile.gettempdir()
+def runtime_dir(base: str | None = None) -> str:
+    """A private per-user folder for the engine's socket and log (created 0700, checked), in
+    ``base``, else ``$XDG_RUNTIME_DIR``, else the temporary folder."""
+    if base is None:
+        base = os.environ.get("XDG_RUNTIME_DIR")
+        if not base or not os.path.isdir(base):
+            base = tempfile.gettempdir()
     uid = os.getuid() if hasattr(os, "getuid") else 0
     folder = os.path.join(base, f"restora-gimp-{uid}")
     os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -180,11 +182,14 @@ def runtime_dir() -> str:
 def engine_paths(python: str) -> tuple[str, str]:
     """(socket path, log path) of the engine run by ``python``: one engine per Python."""
     key = hashlib.sha1(os.path.abspath(python).encode("utf-8")).hexdigest()[:12]
+    name = f"engine-{key}"
     folder = runtime_dir()
-    sock = os.path.join(folder, f"engine-{key}.sock")
-    if len(sock.encode()) > 100:  # Unix socket paths are limited to about 104-108 bytes
+    if len(os.path.join(folder, name + ".sock").encode()) > 100:  # Unix socket paths: about 104-108 bytes
+        folder = runtime_dir(tempfile.gettempdir())
+    sock = os.path.join(folder, name + ".sock")
+    if len(sock.encode()) > 100:
         raise EngineError("start", f"the socket path {sock} is too long; set XDG_RUNTIME_DIR or TMPDIR to a short folder")
-    return sock, os.path.join(folder, f"engine-{key}.log")
+    return sock, os.path.join(folder, name + ".log")
 
 
 def clean_env(python: str) -> dict:
