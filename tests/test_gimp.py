@@ -78,8 +78,8 @@ def _install(cfg: Path, env_extra: dict | None = None) -> Path:
 
 def _run_session(gimp_root, tmp_path, session, **extra):
     work, cfg = tmp_path / "work", tmp_path / "gimp3"
-    for d in (work, cfg):
-        d.mkdir()
+    work.mkdir(exist_ok=True)
+    cfg.mkdir()
     runtime = Path(tempfile.mkdtemp(prefix="rg"))  # short: Unix socket paths are limited
     inputs = _write_inputs(work)
     config = _install(cfg)
@@ -116,7 +116,12 @@ def _inside(shape):
 
 @pytest.fixture(scope="module")
 def main_session(gimp_root, tmp_path_factory):
-    return _run_session(gimp_root, tmp_path_factory.mktemp("gimp-main"), "main")
+    tmp = tmp_path_factory.mktemp("gimp-main")
+    (tmp / "work").mkdir()
+    xcf = Path(__file__).parent / "data" / "gimp3_layers.xcf"  # to .ora by the CLI, for GIMP to open
+    subprocess.run([sys.executable, "-m", "restora.cli", "restore", str(xcf), "-o", str(tmp / "work"), "-q"],
+                   check=True, capture_output=True)
+    return _run_session(gimp_root, tmp, "main", ora="gimp3_layers.ora")
 
 
 def test_procedures_are_registered_under_filters_enhance(main_session):
@@ -240,3 +245,24 @@ def test_engine_missing_or_too_slow_leaves_the_image_unchanged(gimp_root, tmp_pa
     rec = result["steps"]["restore_timeout"]
     assert rec["status"] == "execution-error" and "sent nothing" in rec["error"], rec
     assert np.array_equal(np.asarray(Image.open(work / "timeout_after.png")), inputs["rgb"])
+
+
+def test_gimp_opens_the_openraster_file_the_cli_wrote(main_session):
+    result, _, _ = main_session
+    assert result["ora_layers"] == [["small", 8, 6, True, 100], ["hidden", 0, 0, False, 50],
+                                    ["noisy", 0, 0, True, 100]]
+
+
+def test_cli_reads_the_xcf_gimp_saved(main_session, tmp_path):
+    pytest.importorskip("gimpformats")
+    from restora.io._layers import read_xcf
+
+    _, _, work = main_session
+    canvas, layers = read_xcf(work / "rgb_layers.xcf")
+    assert canvas == SIZE and len(layers) == 2
+    assert layers[0].name.startswith("Restora degradations") and layers[0].image.shape == SIZE + (4,)
+    assert np.array_equal(layers[1].image, np.asarray(Image.open(work / "rgb_restored.png")))
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "restora.cli", "restore", str(work / "rgb_layers.xcf"), "-o", str(out),
+                    "-q", "--layer", "Background", "--xcf-format", "tif"], check=True, capture_output=True)
+    assert tifffile.imread(out / "rgb_layers.Background.tif").shape == SIZE + (3,)

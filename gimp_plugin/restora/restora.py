@@ -249,8 +249,10 @@ def run_segment(procedure, run_mode, image, drawables, config, data):
         image.undo_group_end()
     Gimp.displays_flush()
     if run_mode == Gimp.RunMode.INTERACTIVE:
+        levels = report.get("grey_levels", {})  # grey images cannot hold colours: say which grey is which
         Gimp.message("Restora degradation map: " + ", ".join(
-            f"{c} {100 * f:.1f}%" for c, f in report["fractions"].items() if f > 0))
+            f"{c} {100 * f:.1f}%" + (f" (grey {levels[c]})" if c in levels else "")
+            for c, f in report["fractions"].items() if f > 0))
     return with_returns(procedure, [(Gimp.Layer, layer)])
 
 

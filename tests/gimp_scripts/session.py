@@ -66,6 +66,11 @@ def main_session():
     result["menus"] = {n: list(pdb.lookup_procedure(n).get_menu_paths()) for n in NAMES if pdb.procedure_exists(n)}
     sel = args["selection"]  # x, y, w, h
 
+    # the OpenRaster file the CLI wrote from an XCF: GIMP must read it back
+    ora = load(args["ora"])
+    result["ora_layers"] = [[lay.get_name(), *lay.get_offsets()[1:], lay.get_visible(), round(lay.get_opacity())]
+                            for lay in ora.get_layers()]
+
     # RGB 8-bit: restore a rectangle, assess it, segment it
     image = load("rgb.png")
     layer = image.get_layers()[0]

@@ -102,10 +102,12 @@ def read_xcf(path: str | os.PathLike) -> tuple[tuple[int, int], list[Layer]]:
     except ImportError:
         raise ImageFileError(f"reading {path} needs gimpformats; pip install 'restora[gimp]'") from None
     code = xcf_precision(path)
-    if code // 100 != 1:
+    if code not in (100, 150, 175) and code in {h + g for h in (200, 300, 500, 600, 700) for g in (0, 50, 75)}:
         raise ImageFileError(f"{path} is a high-bit-depth XCF (precision code {code}), which gimpformats cannot "
                              "decode; in GIMP, export the layers as 16-bit TIFF, or convert to 8 bits "
                              "(Image > Precision) for an .xcf Restora can read")
+    if code not in (100, 150, 175):
+        raise ImageFileError(f"{path} is not a valid XCF file (unknown precision code {code}); re-save it in GIMP")
     layers = []
     try:
         with _tolerant_properties():
