@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,8 +92,11 @@ def _run_session(gimp_root, tmp_path, session, **extra):
         config.write_text(json.dumps(dict(settings, python=str(tmp_path / "deleted-env" / "bin" / "python"))))
     batch = f'ARGS = "{work}/args.json"; exec(open("{SCRIPT}").read())'
     t0 = time.perf_counter()
-    proc = gimp_host.run_gimp(gimp_root, batch, rw=[work, cfg, runtime],
-                              env={"GIMP3_DIRECTORY": str(cfg), "XDG_RUNTIME_DIR": str(runtime)})
+    try:
+        proc = gimp_host.run_gimp(gimp_root, batch, rw=[work, cfg, runtime],
+                                  env={"GIMP3_DIRECTORY": str(cfg), "XDG_RUNTIME_DIR": str(runtime)})
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
     wall = time.perf_counter() - t0
     out = work / "result.json"
     assert out.exists(), f"GIMP wrote no result (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
