@@ -103,6 +103,7 @@ def _run_session(gimp_root, tmp_path, session, **extra):
     result = json.loads(out.read_text())
     result["wall_seconds"] = round(wall, 1)
     result["gimp_output"] = proc.stdout + proc.stderr
+    (tmp_path / f"{session}-gimp-output.txt").write_text(result["gimp_output"])
     (tmp_path / f"{session}-timings.json").write_text(json.dumps({k: v for k, v in result.items()
                                                                   if k != "gimp_output"}, indent=2))
     print(json.dumps({"gimp": result["gimp"], "wall_seconds": result["wall_seconds"],
