@@ -238,8 +238,21 @@ def test_float_precision_round_trips(main_session):
     assert np.abs(after[..., :3][inside] - before[inside]).mean() > 0.02
 
 
-def test_engine_missing_or_too_slow_leaves_the_image_unchanged(gimp_root, tmp_path):
-    result, inputs, work = _run_session(gimp_root, tmp_path, "failure", short_timeout=0.05)
+def _fake_pythons(folder: Path) -> dict[str, str]:
+    """Wrappers recorded as the engine's "Python" that run a misbehaving engine (fake_engine.py)
+    with the chroot's own python3."""
+    fakes = {}
+    for mode in ("silent", "crash"):
+        path = folder / f"python-{mode}"
+        path.write_text(f'#!/bin/sh\nexec /usr/bin/python3 {SCRIPT.parent / "fake_engine.py"} {mode} "$@"\n')
+        path.chmod(0o755)
+        fakes[mode] = str(path)
+    return fakes
+
+
+def test_engine_missing_silent_or_crashing_leaves_the_image_unchanged(gimp_root, tmp_path):
+    (tmp_path / "work").mkdir()
+    result, inputs, work = _run_session(gimp_root, tmp_path, "failure", fake_pythons=_fake_pythons(tmp_path / "work"))
     for step in ("restore_missing", "assess_missing", "segment_missing"):
         rec = result["steps"][step]
         assert rec["status"] == "execution-error", rec
@@ -247,9 +260,13 @@ def test_engine_missing_or_too_slow_leaves_the_image_unchanged(gimp_root, tmp_pa
     assert "restora gimp install" in result["gimp_output"]  # GIMP showed the message (stderr in batch mode)
     assert result["layers_after_missing"] == 1
     assert np.array_equal(np.asarray(Image.open(work / "missing_after.png")), inputs["rgb"])
-    rec = result["steps"]["restore_timeout"]
-    assert rec["status"] == "execution-error" and "sent nothing" in rec["error"], rec
-    assert np.array_equal(np.asarray(Image.open(work / "timeout_after.png")), inputs["rgb"])
+    rec = result["steps"]["restore_silent"]
+    assert rec["status"] == "execution-error" and "sent nothing for 1 s" in rec["error"], rec
+    assert rec["seconds"] < 10
+    assert np.array_equal(np.asarray(Image.open(work / "silent_after.png")), inputs["rgb"])
+    rec = result["steps"]["restore_crash"]
+    assert rec["status"] == "execution-error" and "stopped unexpectedly" in rec["error"], rec
+    assert np.array_equal(np.asarray(Image.open(work / "crash_after.png")), inputs["rgb"])
 
 
 def test_gimp_opens_the_openraster_file_the_cli_wrote(main_session):

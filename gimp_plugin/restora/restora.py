@@ -144,7 +144,7 @@ def write_through_shadow(drawable, rect, fmt, pixels):
 
 def failure(procedure, run_mode, error):
     """An error status carrying a message that says what to do; shown by GIMP when interactive."""
-    message = f"Restora: {error}"
+    message = str(error) if str(error).startswith("Restora") else f"Restora: {error}"
     if run_mode != Gimp.RunMode.INTERACTIVE:
         Gimp.message(message)  # scripts and batch runs see it in the error console / on stderr
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(message))

@@ -119,7 +119,7 @@ def main_session():
 
 
 def failure_session():
-    """The engine is missing, then too slow: errors, and the image as it was."""
+    """The engine is missing, then silent, then crashing: errors, and the image as it was."""
     sel = args["selection"]
     image = load("rgb.png")
     layer = image.get_layers()[0]
@@ -129,13 +129,14 @@ def failure_session():
     call("segment_missing", "plug-in-restora-segment", image, layer)
     result["layers_after_missing"] = len(image.get_layers())
     save(image, "missing_after.png")
-    with open(args["config"]) as f:  # now point at the real engine, with a timeout it cannot meet
-        settings = json.load(f)
-    settings.update(python=args["python"], timeout=args["short_timeout"])
-    with open(args["config"], "w") as f:
-        json.dump(settings, f)
-    call("restore_timeout", "plug-in-restora-restore", image, layer)
-    save(image, "timeout_after.png")
+    for mode, timeout in (("silent", 1.0), ("crash", 30.0)):  # engines that hang or die mid-reply
+        with open(args["config"]) as f:
+            settings = json.load(f)
+        settings.update(python=args["fake_pythons"][mode], timeout=timeout)
+        with open(args["config"], "w") as f:
+            json.dump(settings, f)
+        call(f"restore_{mode}", "plug-in-restora-restore", image, layer)
+        save(image, f"{mode}_after.png")
 
 
 try:

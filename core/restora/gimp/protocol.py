@@ -200,6 +200,12 @@ def clean_env(python: str) -> dict:
     return env
 
 
+def _see_log(path: str) -> str:
+    """"see LOG: last lines" (or just "see LOG"), for error messages."""
+    tail = log_tail(path)
+    return f"see {path}: {tail}" if tail else f"see {path}"
+
+
 def log_tail(path: str, lines: int = 3) -> str:
     """The last lines of the engine's log, for error messages."""
     try:
@@ -330,12 +336,10 @@ class EngineClient:
                                          f"try a smaller selection or see {self.log_path}") from None
         except (ProtocolError, OSError) as e:
             self.close()
-            raise EngineError("crash", f"Restora's engine stopped unexpectedly ({e}); "
-                                       f"see {self.log_path}: {log_tail(self.log_path)}") from None
+            raise EngineError("crash", f"Restora's engine stopped unexpectedly ({e}); {_see_log(self.log_path)}") from None
         if msg is None:
             self.close()
-            raise EngineError("crash", f"Restora's engine closed the connection; see {self.log_path}: "
-                                       f"{log_tail(self.log_path)}")
+            raise EngineError("crash", f"Restora's engine closed the connection; {_see_log(self.log_path)}")
         return msg
 
     def _request(self, header: dict, payload: bytes = b"", progress=None) -> tuple[dict, bytearray]:
