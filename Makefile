@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev,napari-test]"
+	$(PY) -m pip install --quiet -e ".[dev,napari-test,gimp]"
 	touch $(STAMP)
 
 install: $(STAMP)

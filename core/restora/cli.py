@@ -79,9 +79,54 @@ def _each(inputs: Sequence[Path], work: Callable[[Path], None]) -> int:
     return 1 if failed else 0
 
 
+def _xcf_layers(path: Path, wanted: str | None):
+    """A GIMP .xcf's canvas, all its layers, and the indices of those to work on."""
+    from .io._layers import read_xcf
+
+    canvas, layers = read_xcf(path)
+    if wanted is None:
+        return canvas, layers, list(range(len(layers)))
+    chosen = [i for i, layer in enumerate(layers) if layer.name == wanted]
+    if not chosen and wanted.isdigit() and int(wanted) < len(layers):
+        chosen = [int(wanted)]
+    if not chosen:
+        names = ", ".join(repr(layer.name) for layer in layers)
+        raise RestoraError(f"{path} has no layer {wanted!r}; its layers (top first): {names}")
+    return canvas, layers, chosen
+
+
+def _xcf_outputs(path: Path, outdir: Path, fmt: str, names: list[str]) -> list[Path]:
+    from .io._layers import safe_name
+
+    if fmt == "ora":
+        return [outdir / (path.stem + ".ora")]
+    outs, seen = [], set()
+    for i, name in enumerate(names):
+        stem = f"{path.stem}.{safe_name(name)}"
+        stem = stem if stem not in seen else f"{stem}.{i}"
+        seen.add(stem)
+        outs.append(outdir / f"{stem}.{fmt}")
+    return outs
+
+
+def _restore_layer(image, args, label: str):
+    """Restore one layer's pixels; grey + alpha is restored as grey with its alpha kept."""
+    import numpy as np
+
+    from .engine.api import restore
+
+    colour, alpha = (image[..., 0], image[..., 1:]) if image.shape[2] == 2 else (image, None)
+    r = restore(colour, args.degradations, args.max_iterations, args.device, None,
+                ProgressBar(label, None if not args.quiet else False), strength=args.strength,
+                in_range=args.in_range, tile_size=args.tile_size, weights=args.weights)
+    out = r.image if alpha is None else np.concatenate([r.image[..., None], alpha], axis=2)
+    return out, r
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from .engine.api import restore
     from .io import read_image, write_image
+    from .io._layers import is_xcf, write_ora
 
     outdir = Path(args.output)
     if not outdir.is_dir():
@@ -89,10 +134,44 @@ def cmd_restore(args: argparse.Namespace) -> int:
             raise RestoraError(f"{outdir} is not a folder; -o takes an output folder")
         outdir.mkdir(parents=True)
     inputs = [Path(p) for p in args.inputs]
-    _check_outputs([(p, [outdir / p.name]) for p in inputs], inputs, args.overwrite)
+    if args.layer is not None and not any(is_xcf(p) for p in inputs):
+        raise RestoraError("--layer applies to GIMP .xcf inputs only")
+    layered = {p: _xcf_layers(p, args.layer) for p in inputs if is_xcf(p)}
+    planned = [(p, _xcf_outputs(p, outdir, args.xcf_format, [layered[p][1][i].name for i in layered[p][2]])
+                if p in layered else [outdir / p.name]) for p in inputs]
+    _check_outputs(planned, inputs, args.overwrite)
+    outputs = dict(planned)
     reports = {}
 
+    def work_xcf(path: Path) -> None:
+        canvas, layers, chosen = layered[path]
+        for n, i in enumerate(chosen):
+            layer = layers[i]
+            restored, r = _restore_layer(layer.image, args, f"{path.name}[{layer.name}]")
+            layer.image = restored
+            key = f"{path}[{layer.name}]"
+            reports[key] = {"degradations": r.degradations, "quality_before": round(r.quality_before, 4),
+                            "quality_after": round(r.quality_after, 4), "iterations": r.iterations}
+            if args.xcf_format != "ora":
+                img = restored[..., 0] if restored.shape[2] == 1 else restored
+                if img.ndim == 3 and img.shape[2] == 2:
+                    img = _grey_alpha_as_rgba(img)
+                out = write_image(outputs[path][n], img, overwrite=args.overwrite)
+                reports[key]["output"] = str(out)
+                if not args.json:
+                    print(f"{key} -> {out}: {r.report()}")
+            elif not args.json:
+                print(f"{key}: {r.report()}")
+        if args.xcf_format == "ora":
+            out = write_ora(outputs[path][0], canvas, layers, overwrite=args.overwrite)
+            for i in chosen:
+                reports[f"{path}[{layers[i].name}]"]["output"] = str(out)
+            if not args.json:
+                print(f"{path} -> {out} ({len(chosen)} of {len(layers)} layers restored)")
+
     def work(path: Path) -> None:
+        if path in layered:
+            return work_xcf(path)
         image, axes = read_image(path)
         r = restore(image, args.degradations, args.max_iterations, args.device, axes,
                     ProgressBar(path.name, None if not args.quiet else False), strength=args.strength,
@@ -110,20 +189,38 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return code
 
 
+def _grey_alpha_as_rgba(image):
+    """PNG/TIFF writers take 1, 3 or 4 channels: grey + alpha goes out as RGBA."""
+    import numpy as np
+
+    return np.concatenate([np.repeat(image[..., :1], 3, axis=2), image[..., 1:]], axis=2)
+
+
 def cmd_assess(args: argparse.Namespace) -> int:
     from .engine.api import assess
     from .io import read_image
+    from .io._layers import is_xcf
 
     results = {}
 
-    def work(path: Path) -> None:
-        image, axes = read_image(path)
+    def one(key: str, image, axes) -> None:
         q = assess(image, args.device, axes, weights=args.weights, in_range=args.in_range)
-        results[str(path)] = {"score": round(q.score, 4), "degradations": q.degradations, "found": q.found()}
+        results[key] = {"score": round(q.score, 4), "degradations": q.degradations, "found": q.found()}
         if not args.json:
             found = ", ".join(q.found()) or "none"
-            print(f"{path}: quality {q.score:.3f}; degradations found: {found}; "
+            print(f"{key}: quality {q.score:.3f}; degradations found: {found}; "
                   + " ".join(f"{k}={v:.2f}" for k, v in q.degradations.items()))
+
+    def work(path: Path) -> None:
+        if is_xcf(path):
+            _, layers, chosen = _xcf_layers(path, args.layer)
+            for i in chosen:  # grey + alpha is assessed on its grey
+                image = layers[i].image
+                one(f"{path}[{layers[i].name}]", image[..., 0] if image.shape[2] == 2 else image, None)
+            return
+        if args.layer is not None:
+            raise RestoraError(f"{path}: --layer applies to GIMP .xcf inputs only")
+        one(str(path), *read_image(path))
 
     code = _each([Path(p) for p in args.inputs], work)
     if args.json:
@@ -198,6 +295,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.output), overwrite=args.overwrite, device=args.device)
 
 
+def cmd_gimp(args: argparse.Namespace) -> int:
+    from .gimp.install import gimp_plugin_root, install, uninstall
+
+    root = args.plugin_dir or gimp_plugin_root()
+    if args.action == "install":
+        dest = install(root, args.python, timeout=args.timeout, idle=args.idle)
+        print(f"installed the GIMP plug-in in {dest} (engine: {args.python or sys.executable}); "
+              "restart GIMP, then find it under Filters > Enhance > Restora")
+    else:
+        dest = uninstall(root)
+        print(f"removed the GIMP plug-in from {dest}" if dest else f"the GIMP plug-in is not installed in {root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -221,12 +332,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-size", type=int, default=512)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
+    p.add_argument("--layer", metavar="NAME", help="GIMP .xcf inputs: restore only this layer (name or index, "
+                                                   "0 = top); default: every layer")
+    p.add_argument("--xcf-format", choices=["ora", "png", "tif"], default="ora",
+                   help="GIMP .xcf inputs: write one OpenRaster file with every layer (default), "
+                        "or one PNG/TIFF per restored layer")
     common(p)
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("assess", help="no-reference quality and the degradations present")
     p.add_argument("inputs", nargs="+", metavar="IN")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--layer", metavar="NAME", help="GIMP .xcf inputs: assess only this layer (default: each)")
     common(p)
     p.set_defaults(func=cmd_assess)
 
@@ -237,6 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     common(p)
     p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("gimp", help="install or remove the GIMP 3 plug-in (Filters > Enhance > Restora)")
+    p.add_argument("action", choices=["install", "uninstall"])
+    p.add_argument("--plugin-dir", metavar="DIR",
+                   help="GIMP 3's plug-in folder (default: $GIMP3_DIRECTORY/plug-ins, else the user's GIMP 3.0 folder)")
+    p.add_argument("--python", metavar="PATH", help="the Python that runs the engine (default: this one)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds the plug-in waits for any word from the engine (default 300)")
+    p.add_argument("--idle", type=float, default=600.0,
+                   help="seconds the engine keeps the model loaded after its last request (default 600)")
+    p.set_defaults(func=cmd_gimp)
 
     p = sub.add_parser("info", help="versions, devices and weights")
     p.set_defaults(func=cmd_info)

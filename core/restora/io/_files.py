@@ -39,6 +39,9 @@ def _sniff(path: Path) -> str:
     except OSError as e:
         raise ImageFileError(f"{path} cannot be read ({e.strerror}); check its permissions") from e
     fmt = next((f for magic, f in _MAGIC.items() if head.startswith(magic)), None)
+    if fmt is None and head.startswith(b"gimp xcf "):
+        raise ImageFileError(f"{path} is a layered GIMP .xcf file; `restora restore` and `restora assess` read it "
+                             "layer by layer (--layer NAME picks one), or export it from GIMP as PNG or TIFF")
     if fmt is None:
         raise ImageFileError(f"{path} is not a PNG, JPEG or TIFF image; convert it to one of these formats")
     # Pillow decodes 16-bit RGB(A) PNG to 8 bits; refuse rather than silently lose precision
