@@ -153,3 +153,16 @@ def test_target_quality_stops_early(rng):
     image = smooth_image(rng, (32, 32, 3))
     r = restora.restore(image, device="cpu", target_quality=0.0)
     assert r.iterations == 0 and r.history == [pytest.approx(r.quality_before, abs=1e-4)]
+
+
+def test_floats_of_any_range_with_in_range_image_keep_their_range(rng):
+    # e.g. a napari float layer of photon counts, or an HDR GIMP layer
+    image = (smooth_image(rng, (40, 48), np.float32) * 900 - 100).astype(np.float32)
+    with pytest.raises(restora.ImageError, match="in_range='image'"):
+        restora.restore(image, device="cpu")
+    for in_range in ("image", (-100.0, 800.0)):
+        r = restora.restore(image, device="cpu", in_range=in_range, max_iterations=1)
+        assert r.image.dtype == np.float32 and r.image.shape == image.shape
+        assert r.image.min() >= -100 - 1e-3 and r.image.max() <= 800 + 1e-3
+        assert np.corrcoef(r.image.ravel(), image.ravel())[0, 1] > 0.99  # same scale, not squashed to [0, 1]
+    assert 0 <= restora.assess(image, device="cpu", in_range="image").score <= 1

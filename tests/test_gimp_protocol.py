@@ -7,7 +7,6 @@ the plug-in does, and talk to it through the same client the plug-in uses.
 from __future__ import annotations
 
 import ast
-import io
 import os
 import socket
 import sys

@@ -27,8 +27,12 @@ SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 MIN_SIZE = 4  # the network downsamples twice; smaller planes carry no usable structure
 
 
-def check_image_values(image: np.ndarray) -> None:
-    """Check type, dtype, emptiness and values of an image or stack; raise `ImageError`."""
+def check_image_values(image: np.ndarray, floats_in_unit_range: bool = True) -> None:
+    """Check type, dtype, emptiness and values of an image or stack; raise `ImageError`.
+
+    ``floats_in_unit_range=False`` accepts floats of any finite range (the caller maps them
+    with ``in_range="image"`` or ``(lo, hi)``).
+    """
     if not isinstance(image, np.ndarray):
         raise ImageError(f"expected a numpy array, got {type(image).__name__}")
     if image.dtype == object or image.dtype.type not in SUPPORTED_DTYPES:
@@ -41,9 +45,10 @@ def check_image_values(image: np.ndarray) -> None:
         if not np.isfinite(image).all():
             raise ImageError("image contains NaN or infinite values")
         lo, hi = float(image.min()), float(image.max())
-        if lo < -1e-3 or hi > 1 + 1e-3:
+        if floats_in_unit_range and (lo < -1e-3 or hi > 1 + 1e-3):
             raise ImageError(
-                f"float image has values in [{lo:.4g}, {hi:.4g}]; float images must lie in [0, 1]"
+                f"float image has values in [{lo:.4g}, {hi:.4g}]; float images must lie in [0, 1], "
+                "or pass in_range='image' (or (lo, hi)) to map their own range"
             )
 
 

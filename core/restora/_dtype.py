@@ -2,7 +2,7 @@
 
 Rules (explicit, never guessed from the data unless asked):
 - uint8 maps 0..255 and uint16 maps 0..65535 to 0..1 (``in_range="dtype"``);
-- floats are taken as they are and must lie in [0, 1];
+- floats are taken as they are and must lie in [0, 1] (with ``in_range="dtype"``);
 - ``in_range="image"`` maps the image's own min..max to 0..1 (for 12-bit data in uint16,
   or dim microscopy), ``in_range=(lo, hi)`` maps lo..hi; the way back inverts the same map.
 """

@@ -47,10 +47,15 @@ class Request:
 
     def in_range(self) -> str:
         """The core's ``in_range``: "auto" reads uint16 by its own min..max (microscopy cameras
-        rarely fill 0..65535), everything else by its dtype's range."""
+        rarely fill 0..65535), and floats outside [0, 1] (counts, normalised data) by theirs;
+        everything else by its dtype's range."""
         if self.value_range != "auto":
             return self.value_range
-        return "image" if self.data.dtype == np.uint16 else "dtype"
+        if self.data.dtype == np.uint16:
+            return "image"
+        if self.data.dtype.kind == "f" and self.data.size and (self.data.min() < 0 or self.data.max() > 1):
+            return "image"
+        return "dtype"
 
     def settings(self) -> dict:
         """The options as plain values, for the result layer's metadata."""

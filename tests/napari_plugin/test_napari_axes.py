@@ -52,3 +52,15 @@ def test_core_axes_run_every_plane_separately():
 def test_layer_axes_refuses(shape, rgb, match):
     with pytest.raises(ImageError, match=match):
         layer_axes(shape, rgb)
+
+
+def test_auto_value_range_maps_uint16_and_out_of_range_floats_by_their_own_range():
+    from restora_napari._run import Request
+
+    axes = layer_axes((8, 8), rgb=False, axis_labels=None)
+    req = lambda a: Request("restore", a, axes).in_range()
+    assert req(np.zeros((8, 8), np.uint16)) == "image"
+    assert req(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)) == "dtype"
+    assert req(np.linspace(-5, 300, 64, dtype=np.float32).reshape(8, 8)) == "image"  # counts, not [0, 1]
+    assert req(np.zeros((8, 8), np.uint8)) == "dtype"
+    assert Request("restore", np.zeros((8, 8), np.uint16), axes, value_range="dtype").in_range() == "dtype"

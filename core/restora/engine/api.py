@@ -76,7 +76,7 @@ def _layout(shape: tuple[int, ...], axes: str | None) -> _Layout:
 
 
 def _prepare(image, axes, in_range):
-    check_image_values(image)
+    check_image_values(image, floats_in_unit_range=isinstance(in_range, str) and in_range == "dtype")
     layout = _layout(image.shape, axes)
     lo, hi = value_range(image, in_range)
     return image, layout, lo, hi
