@@ -139,9 +139,11 @@ def test_assess_xcf_layers(capsys):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_bytes(XCF.read_bytes()[:900]), "cannot be read by gimpformats"),
-    (lambda p: p.write_bytes((DATA / "gimp3_grey16.xcf").read_bytes()), "high-bit-depth XCF"),
-    (lambda p: p.write_bytes(b"gimp xcf v011\0" + b"\0" * 40), "not a valid XCF file"),
+    (lambda p: p.write_bytes(XCF.read_bytes()[:900]), "(XCF file version v011, 8-bit integer precision) cannot be "
+                                                       "read by gimpformats"),
+    (lambda p: p.write_bytes((DATA / "gimp3_grey16.xcf").read_bytes()),
+     "(XCF file version v012, 16-bit integer precision) is a high-bit-depth XCF"),
+    (lambda p: p.write_bytes(b"gimp xcf v011\0" + b"\0" * 40), "unknown precision code 0) is not a valid XCF file"),
 ])
 def test_unreadable_xcf_gives_a_clear_error(tmp_path, capsys, make, message):
     src = tmp_path / "in.xcf"

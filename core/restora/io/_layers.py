@@ -76,38 +76,144 @@ def _tolerant_properties():
             base.GimpIOBase._propertyDecode = original
 
 
+class XcfError(ImageFileError):
+    """A GIMP ``.xcf`` file that cannot be read; the message names the file, its XCF version and
+    precision when known, and what to do instead."""
+
+
+# GIMP's precision codes (devel-docs/xcf.txt): 100 * kind + 0 (linear), 50 (non-linear) or 75
+# (perceptual, GIMP 3). Development versions differ: version 4 numbers them 0-4, and versions
+# 5-6 number the floats 400-550 (16- and 32-bit) instead of 500-650.
+_PRECISION_V4 = {0: 150, 1: 250, 2: 300, 3: 500, 4: 600}
+_PRECISION_V5_FLOAT = {400: 500, 450: 550, 500: 600, 550: 650}
+_PRECISION_KIND = {1: "8-bit integer", 2: "16-bit integer", 3: "32-bit integer", 5: "16-bit float",
+                   6: "32-bit float", 7: "64-bit float"}
+_PRECISION_TRC = {0: " (linear)", 50: "", 75: " (perceptual)"}
+
+
+@dataclass(frozen=True)
+class XcfHeader:
+    """What the first bytes of an XCF file say.
+
+    Attributes
+    ----------
+    version : str
+        The version as written: ``"file"`` (version 0) or ``"v011"``.
+    version_number : int
+        The version as a number (0 for ``"file"``).
+    base_type : int
+        0 RGB, 1 grey, 2 indexed.
+    code : int
+        The precision code as stored (numbered differently in versions 4-6); 150 (8-bit) for
+        files older than version 4, which have none.
+    """
+
+    version: str
+    version_number: int
+    base_type: int
+    code: int
+
+    @property
+    def precision_code(self) -> int | None:
+        """The precision in GIMP's current numbering (100/150/175: 8-bit, 250: 16-bit
+        non-linear, ...), or None if the code is not one GIMP writes."""
+        code = self.code
+        if self.version_number == 4:
+            code = _PRECISION_V4.get(code)
+        elif self.version_number in (5, 6) and code >= 400:
+            code = _PRECISION_V5_FLOAT.get(code)
+        if code is None or code // 100 not in _PRECISION_KIND or code % 100 not in _PRECISION_TRC:
+            return None
+        return code
+
+    @property
+    def precision(self) -> str:
+        """The precision in words, e.g. ``"8-bit integer"`` or ``"16-bit float (linear)"``."""
+        code = self.precision_code
+        if code is None:
+            return f"unknown precision code {self.code}"
+        return _PRECISION_KIND[code // 100] + _PRECISION_TRC[code % 100]
+
+    def describe(self) -> str:
+        """``"XCF file version v011, 8-bit integer precision"``, for messages."""
+        if self.precision_code is None:
+            return f"XCF file version {self.version}, {self.precision}"
+        return f"XCF file version {self.version}, {self.precision} precision"
+
+
+def xcf_header(path: str | os.PathLike) -> XcfHeader:
+    """Read the header of a GIMP ``.xcf`` file.
+
+    Read here rather than taken from gimpformats, which decodes the precision code of
+    version 5+ files one step off (it reads GIMP's 8-bit code 150 as 16-bit).
+
+    Raises
+    ------
+    XcfError
+        If the file is not an XCF, or its version or header is unreadable.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head.startswith(XCF_MAGIC):
+        raise XcfError(f"{path} is not a GIMP .xcf file (it does not start with {XCF_MAGIC!r})")
+    # "gimp xcf file\0" or "gimp xcf vNNN\0", then width, height, base type and (version 4+) precision
+    text, _, rest = head[len(XCF_MAGIC):].partition(b"\0")
+    version = text.decode("ascii", "replace")
+    if version == "file":
+        number = 0
+    elif version[:1] == "v" and version[1:].isdigit():
+        number = int(version[1:])
+    else:
+        raise XcfError(f"{path} has an unreadable XCF version {version!r}; the file may be damaged")
+    if len(rest) < (16 if number >= 4 else 12):
+        raise XcfError(f"{path} is truncated (XCF file version {version}); the file may be damaged")
+    base_type = int.from_bytes(rest[8:12], "big")
+    code = int.from_bytes(rest[12:16], "big") if number >= 4 else 150
+    return XcfHeader(version, number, base_type, code)
+
+
 def _opacity(value) -> float:
+    # PROP_OPACITY is an integer 0..255, the newer PROP_FLOAT_OPACITY a float 0..1
     if value is None:
         return 1.0
-    value = float(value)
-    return value / 255 if value > 1 else value
+    value = value / 255 if isinstance(value, int) else float(value)
+    return min(max(value, 0.0), 1.0)
 
 
 def read_xcf(path: str | os.PathLike) -> tuple[tuple[int, int], list[Layer]]:
     """The canvas (height, width) and pixel layers of a GIMP ``.xcf`` file, top layer first.
 
+    Reads 8-bit RGB and grey files of any XCF version, GIMP 3's included. Groups are
+    flattened into their pixel layers.
+
     Raises
     ------
-    ImageFileError
-        If gimpformats is missing, the file is not an XCF, or gimpformats cannot read it
-        (the message names the reason and suggests exporting the layers from GIMP).
+    XcfError
+        If gimpformats is missing, the file is not an XCF, its precision or colour mode is one
+        gimpformats cannot decode, or gimpformats fails on it. The message names the file, its
+        XCF version and precision, and what to do instead (convert in GIMP, or export).
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageFileError(f"{path} does not exist; check the path")
-    if not is_xcf(path):
-        raise ImageFileError(f"{path} is not a GIMP .xcf file (it does not start with {XCF_MAGIC!r})")
+        raise XcfError(f"{path} does not exist; check the path")
+    header = xcf_header(path)
+    about = f"{path} ({header.describe()})"
+    code = header.precision_code
+    if code is None:
+        raise XcfError(f"{about} is not a valid XCF file; re-save it in GIMP")
+    if code // 100 != 1:
+        raise XcfError(f"{about} is a high-bit-depth XCF, which gimpformats cannot decode; in GIMP, use "
+                       "Image > Precision > 8 bit integer and save again, or export the layers as 16-bit TIFF")
+    if header.base_type == 2:
+        raise XcfError(f"{about} is in indexed colour mode, which gimpformats cannot decode (it gives palette "
+                       "indices, not colours); in GIMP, use Image > Mode > RGB and save again")
+    if header.base_type not in (0, 1):
+        raise XcfError(f"{about} has an unknown colour mode ({header.base_type}); re-save it in GIMP")
     try:
         from gimpformats.gimpXcfDocument import GimpDocument
     except ImportError:
-        raise ImageFileError(f"reading {path} needs gimpformats; pip install 'restora[gimp]'") from None
-    code = xcf_precision(path)
-    if code not in (100, 150, 175) and code in {h + g for h in (200, 300, 500, 600, 700) for g in (0, 50, 75)}:
-        raise ImageFileError(f"{path} is a high-bit-depth XCF (precision code {code}), which gimpformats cannot "
-                             "decode; in GIMP, export the layers as 16-bit TIFF, or convert to 8 bits "
-                             "(Image > Precision) for an .xcf Restora can read")
-    if code not in (100, 150, 175):
-        raise ImageFileError(f"{path} is not a valid XCF file (unknown precision code {code}); re-save it in GIMP")
+        raise XcfError(f"reading {path} needs gimpformats; pip install 'restora[gimp]'") from None
     layers = []
     try:
         with _tolerant_properties():
@@ -117,35 +223,23 @@ def read_xcf(path: str | os.PathLike) -> tuple[tuple[int, int], list[Layer]]:
                 if raw.isGroup:
                     continue
                 pil = raw.image
-                if pil is None:
+                if pil is None or 0 in pil.size:
                     continue
                 if pil.mode not in ("L", "LA", "RGB", "RGBA"):
-                    raise ImageFileError(f"{path}: layer {raw.name!r} has mode {pil.mode}; "
-                                         "convert the image to RGB or grey in GIMP")
+                    raise XcfError(f"{about}: layer {raw.name!r} has mode {pil.mode}; "
+                                   "convert the image to RGB or grey in GIMP")
                 a = np.asarray(pil)
                 layers.append(Layer(str(raw.name), a if a.ndim == 3 else a[..., None], int(raw.xOffset or 0),
                                     int(raw.yOffset or 0), bool(raw.visible), _opacity(raw.opacity)))
-    except ImageFileError:
+    except XcfError:
         raise
     except Exception as e:  # gimpformats raises RuntimeError, IndexError, struct.error, ...
         reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise ImageFileError(f"{path} cannot be read by gimpformats ({type(e).__name__}: {reason}); export its "
-                             "layers from GIMP as PNG, TIFF or OpenRaster (.ora) instead") from None
+        raise XcfError(f"{about} cannot be read by gimpformats ({type(e).__name__}: {reason}); export its "
+                       "layers from GIMP as PNG, TIFF or OpenRaster (.ora) instead") from None
     if not layers:
-        raise ImageFileError(f"{path} has no pixel layers")
+        raise XcfError(f"{path} has no pixel layers")
     return canvas, layers
-
-
-def xcf_precision(path: str | os.PathLike) -> int:
-    """The XCF precision code from the file header (100/150/175: 8-bit; 200s: 16-bit; 300s:
-    32-bit integer; 500s half, 600s float, 700s double); 150 for files older than version 4."""
-    with open(path, "rb") as f:
-        head = f.read(30)
-    # "gimp xcf vNNN\0" (or "gimp xcf file\0"), width, height, base type, then the precision
-    version = int(head[10:13]) if head[9:10] == b"v" and head[10:13].isdigit() else 0
-    if version < 4 or len(head) < 30:
-        return 150
-    return int.from_bytes(head[26:30], "big")
 
 
 def safe_name(name: str) -> str:
