@@ -79,3 +79,28 @@ def test_self_rounds_train_the_loop(tmp_path):
     assert float(two["quality"].detach()) > float(one["quality"].detach())  # a further quality term
     two["total"].backward()
     assert model.quality_head[0].weight.grad.abs().sum() > 0
+
+
+def test_quality_encoder_grad_scales_only_the_encoder_gradient():
+    """The quality head keeps its full gradient; the shared encoder gets the scaled share, and
+    inference (the forward values) does not change."""
+    import torch
+
+    from restora.models.restoranet import RestoraNet, RestoraNetConfig
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16)
+    grads, values = {}, {}
+    for scale in (1.0, 0.1, 0.0):
+        torch.manual_seed(1)
+        model = RestoraNet(RestoraNetConfig(channels=(8, 8, 8), encoder_blocks=(1, 1)))
+        model.quality_grad_scale = scale
+        q = model(x)["quality"].sum()
+        q.backward()
+        values[scale] = float(q)
+        grads[scale] = (model.stem.weight.grad.clone(), model.quality_head[0].weight.grad.clone())
+    assert values[0.1] == values[1.0] == values[0.0]
+    torch.testing.assert_close(grads[0.1][0], 0.1 * grads[1.0][0])
+    assert torch.count_nonzero(grads[0.0][0]) == 0
+    for scale in (0.1, 0.0):
+        torch.testing.assert_close(grads[scale][1], grads[1.0][1])

@@ -68,11 +68,21 @@ class Up(nn.Sequential):
         super().__init__(nn.Conv2d(cin, 4 * cout, 1), nn.PixelShuffle(2))
 
 
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` unchanged in the forward pass; its gradient multiplied by ``scale`` going back."""
+    if scale == 1.0:
+        return x
+    return x.detach() + scale * (x - x.detach())
+
+
 class RestoraNet(nn.Module):
     """See the module docstring. Inputs (B, 3, H, W) in [0, 1] with H, W multiples of 4."""
 
     multiple_of = 4
     receptive_radius = 48  # pixels of context each output pixel depends on, rounded up
+    # Training sets this below 1 so that the quality head's gradient, which is several times
+    # the restoration loss's on the shared encoder, does not steer the encoder (see train.py).
+    quality_grad_scale = 1.0
 
     def __init__(self, config: RestoraNetConfig | None = None) -> None:
         super().__init__()
@@ -162,10 +172,12 @@ class RestoraNet(nn.Module):
 
     def assess(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quality and degradation logits of ``x`` without running the decoder."""
-        return self.quality_from_stats(*self.latent_stats(self.encode(x)[2]))
+        latent = scale_gradient(self.encode(x)[2], self.quality_grad_scale)
+        return self.quality_from_stats(*self.latent_stats(latent))
 
     def forward(self, x: torch.Tensor, adapter_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         e1, e2, latent = self.encode(x)
         out = self.decode(x, e1, e2, latent, adapter_weights)
+        latent = scale_gradient(latent, self.quality_grad_scale)
         out["quality"], out["degradation_logits"] = self.quality_from_stats(*self.latent_stats(latent))
         return out

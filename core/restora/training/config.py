@@ -33,6 +33,10 @@ class TrainConfig:
     # Rounds of restore-assess-repeat seen in training: 1 trains on degraded inputs only; 2 or
     # more also restores the model's own outputs and scores each round's true quality.
     self_rounds: int = 1
+    # How much of the quality and degradation heads' gradient reaches the shared encoder. Their
+    # gradient norm is 1-6x the restoration loss's there, and under Adam it would decide the
+    # encoder's updates; the heads themselves always learn at full rate.
+    quality_encoder_grad: float = 1.0
     # Which parameters train: "base" (phase I: everything), "adapters" (phase II: the low-rank
     # adapters only, blended by the true label maps; ``train_adapters`` limits it to some, e.g.
     # one new degradation) or "heads" (phase III: the adapter estimator, quality and segmentation

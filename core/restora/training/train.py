@@ -140,6 +140,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
     model = build_model({"architecture": config.architecture, "config": json.dumps(config.model)})
     if config.model == {}:
         config.model = model.config.to_dict()
+    model.quality_grad_scale = config.quality_encoder_grad
     model.to(device)
     params, masks = trainable_parameters(model, config.phase, config.train_adapters)
     named = dict(model.named_parameters())
