@@ -82,3 +82,24 @@ def test_out_of_memory_backs_off_to_smaller_tiles(rng, monkeypatch):
     monkeypatch.setattr(engine.model, "encode", lambda x: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")))
     with pytest.raises(restora.ImageError, match="out of memory"):
         engine.assess(x)
+
+
+@pytest.mark.parametrize("grown", [{}, {"full_blocks": 2}, {"full_blocks": 1, "decoder_blocks": 2},
+                                   {"encoder_blocks": (3, 4)}])
+def test_receptive_radius_bounds_the_true_reach(grown):
+    """Tiles are exact only if no output pixel depends on input further than the model's
+    ``receptive_radius`` (the tiles' context): measured from input gradients, random weights."""
+    from restora.models.restoranet import RestoraNet, RestoraNetConfig
+
+    torch.manual_seed(0)
+    model = RestoraNet(RestoraNetConfig(channels=(8, 8, 8), **grown)).double()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)  # no zero-initialised conv hides a path
+    x = torch.rand(1, 3, 168, 168, dtype=torch.float64, requires_grad=True)
+    out = model(x)["restored"]
+    reach = 0
+    for cy, cx in [(84, 84), (85, 85), (86, 87), (87, 86)]:
+        (g,) = torch.autograd.grad(out[0, :, cy, cx].sum(), x, retain_graph=True)
+        nz = (g.abs().sum((0, 1)) > 0).nonzero()
+        reach = max(reach, int((nz - torch.tensor([cy, cx])).abs().max()))
+    assert 36 <= reach <= model.receptive_radius

@@ -104,3 +104,24 @@ def test_quality_encoder_grad_scales_only_the_encoder_gradient():
     assert torch.count_nonzero(grads[0.0][0]) == 0
     for scale in (0.1, 0.0):
         torch.testing.assert_close(grads[scale][1], grads[1.0][1])
+
+
+def test_a_grown_model_starts_where_its_init_weights_were():
+    """Residual blocks that the init weights lack start as the identity, so a model grown by
+    ``full_blocks`` or ``decoder_blocks`` restores exactly as the one it grew from."""
+    import torch
+
+    from restora.models.restoranet import RestoraNet, RestoraNetConfig
+    from restora.training.train import residual_blocks_added
+
+    torch.manual_seed(0)
+    small = RestoraNet(RestoraNetConfig(channels=(8, 8, 8), encoder_blocks=(1, 1)))
+    grown = RestoraNet(RestoraNetConfig(channels=(8, 8, 8), encoder_blocks=(1, 1), full_blocks=2, decoder_blocks=2))
+    result = grown.load_state_dict(small.state_dict(), strict=False)
+    prefixes = residual_blocks_added(grown, result.missing_keys)
+    assert sorted(prefixes) == ["dec2.1.", "full.0.", "full.1."]
+    assert all(k.startswith(prefixes) for k in result.missing_keys)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x)["restored"], small(x)["restored"])
+    assert float(grown.full[0].conv1.weight.abs().sum()) > 0  # only the last conv is zeroed

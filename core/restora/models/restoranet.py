@@ -27,6 +27,7 @@ class RestoraNetConfig:
     channels: tuple[int, int, int] = (32, 64, 96)
     encoder_blocks: tuple[int, int] = (2, 3)  # residual blocks at 1/2 and 1/4 resolution
     decoder_blocks: int = 1  # at 1/2 resolution
+    full_blocks: int = 0  # residual blocks at full resolution, before the output conv
     num_classes: int = len(SEGMENT_CLASSES)
     num_degradations: int = len(DEGRADATIONS)
     # Per-degradation low-rank adapters on the decoder, blended per pixel by a light estimator
@@ -79,7 +80,6 @@ class RestoraNet(nn.Module):
     """See the module docstring. Inputs (B, 3, H, W) in [0, 1] with H, W multiples of 4."""
 
     multiple_of = 4
-    receptive_radius = 48  # pixels of context each output pixel depends on, rounded up
     # Training sets this below 1 so that the quality head's gradient, which is several times
     # the restoration loss's on the shared encoder, does not steer the encoder (see train.py).
     quality_grad_scale = 1.0
@@ -88,6 +88,11 @@ class RestoraNet(nn.Module):
         super().__init__()
         self.config = cfg = config or RestoraNetConfig()
         c1, c2, c3 = cfg.channels
+        # Pixels of context each output pixel depends on: 42 for the v0 layout (measured from
+        # input gradients, see tests/test_tiling.py), plus each extra 3x3 conv's reach at its
+        # resolution, plus a 6 px margin. The tiles' context is this, so tiles stay exact.
+        e2, e3 = cfg.encoder_blocks
+        self.receptive_radius = 48 + 4 * (e2 - 2) + 8 * (e3 - 3) + 4 * (cfg.decoder_blocks - 1) + 2 * cfg.full_blocks
         self.stem = nn.Conv2d(3, c1, 3, padding=1)
         self.down1 = Down(c1, c2)
         self.enc2 = nn.Sequential(*[ResBlock(c2) for _ in range(cfg.encoder_blocks[0])])
@@ -98,6 +103,7 @@ class RestoraNet(nn.Module):
         self.dec2 = nn.Sequential(*[ResBlock(c2) for _ in range(cfg.decoder_blocks)])
         self.up1 = Up(c2, c1)
         self.dec1 = nn.Conv2d(2 * c1, c1, 3, padding=1)
+        self.full = nn.Sequential(*[ResBlock(c1) for _ in range(cfg.full_blocks)])
         self.out = nn.Conv2d(c1, 4, 3, padding=1)  # 3 residual channels + 1 log error scale
         self.segment_head = nn.Conv2d(c2, cfg.num_classes, 1)
         self.quality_head = nn.Sequential(
@@ -151,7 +157,7 @@ class RestoraNet(nn.Module):
         d2 = conv("fuse2", self.fuse2, f2)
         for i, block in enumerate(self.dec2):
             d2 = d2 + conv(f"dec2_{i}_conv2", block.conv2, F.silu(conv(f"dec2_{i}_conv1", block.conv1, d2)))
-        d1 = F.silu(conv("dec1", self.dec1, torch.cat([self.up1(d2), e1], 1)))
+        d1 = self.full(F.silu(conv("dec1", self.dec1, torch.cat([self.up1(d2), e1], 1))))
         out = conv("out", self.out, d1)
         seg = F.interpolate(self.segment_head(d2), scale_factor=2, mode="bilinear", align_corners=False)
         return {"restored": x + out[:, :3], "log_error": out[:, 3:4], "segment_logits": seg, **extra}

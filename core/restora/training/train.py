@@ -91,6 +91,23 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     return losses
 
 
+def residual_blocks_added(model, missing_keys: list[str]) -> tuple[str, ...]:
+    """Prefixes of the residual blocks that the init weights lack entirely (a grown model, e.g.
+    more ``full_blocks``), after zeroing each one's last conv so that it starts as the identity
+    and the grown model starts exactly where the init weights were."""
+    from ..models.restoranet import ResBlock
+
+    missing, grown = set(missing_keys), []
+    for name, module in model.named_modules():
+        keys = {f"{name}.{k}" for k in module.state_dict()}
+        if isinstance(module, ResBlock) and keys <= missing:
+            with torch.no_grad():
+                module.conv2.weight.zero_()
+                module.conv2.bias.zero_()
+            grown.append(name + ".")
+    return tuple(grown)
+
+
 def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[list, dict]:
     """The parameters that ``phase`` trains (the rest are frozen) and gradient masks that keep
     adapters outside ``train_adapters`` (when given) fixed."""
@@ -158,7 +175,8 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
 
         result = model.load_state_dict(load_state(init)[1], strict=False)
         new = ("adapters.", "estimator.")  # parts a phase adds to a model without them
-        missing = [k for k in result.missing_keys if not k.startswith(new)]
+        grown = residual_blocks_added(model, result.missing_keys)
+        missing = [k for k in result.missing_keys if not k.startswith(new + grown)]
         if missing or result.unexpected_keys:
             raise ValueError(f"{init} does not fit the config's model: missing {missing[:5]}, "
                              f"unexpected {result.unexpected_keys[:5]}")
