@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
 
-def _measure(size: int, device: str, threads: int, repeats: int, max_iterations: int, tile: int, queue) -> None:
+def _measure(size: int, device: str, threads: int, repeats: int, max_iterations: int, tile: int, weights: str,
+             queue) -> None:
     import numpy as np
     import torch
 
@@ -29,7 +30,7 @@ def _measure(size: int, device: str, threads: int, repeats: int, max_iterations:
     if threads:
         torch.set_num_threads(threads)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    engine = Engine("default", device, tile)
+    engine = Engine(weights, device, tile)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.random((1, 3, size, size), dtype=np.float32))
     engine._pass(x[..., :64, :64], True, _Ticker(None, 0))  # warm up
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-iterations", type=int, default=3)
     ap.add_argument("--tile-size", type=int, default=512)
+    ap.add_argument("--weights", default="default", help="Restora weights name or .safetensors path")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     ctx = mp.get_context("spawn")
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     for size in args.sizes:
         q = ctx.Queue()
         p = ctx.Process(target=_measure, args=(size, args.device, args.threads, args.repeats,
-                                               args.max_iterations, args.tile_size, q))
+                                               args.max_iterations, args.tile_size, args.weights, q))
         p.start()
         rows.append(q.get())
         p.join()
