@@ -101,6 +101,16 @@ def test_phase_three_trains_the_heads_on_frozen_features():
     assert model.estimator[0].weight.grad is not None and model.stem.weight.grad is None
 
 
+def test_phase_three_refits_the_heads_of_a_model_without_adapters():
+    plain = RestoraNet(RestoraNetConfig(**SMALL))
+    trainable_parameters(plain, "heads", [])
+    names = {n for n, p in plain.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(("quality_head.", "segment_head.")) for n in names)
+    losses = compute_losses(plain, *_batch(), TrainConfig().loss_weights, 1, "heads")
+    losses["total"].backward()
+    assert plain.quality_head[0].weight.grad is not None and plain.stem.weight.grad is None
+
+
 def test_bad_phases_are_refused():
     plain = RestoraNet(RestoraNetConfig(**SMALL))
     with pytest.raises(ValueError, match="needs a model with adapters"):

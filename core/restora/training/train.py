@@ -4,7 +4,8 @@ The config's ``phase`` picks what trains: phase I, ``base``, the whole network (
 uncertainty, quality and segmentation heads) on synthetic and CutMix data; phase II,
 ``adapters``, only the per-degradation low-rank adapters, each blended by the true label map
 (``train_adapters`` names the ones to train, e.g. one new degradation); phase III, ``heads``,
-the adapter estimator with the quality and segmentation heads, on frozen features. Checkpoints every few hundred steps; ``--resume`` picks up
+the adapter estimator (if any) with the quality and segmentation heads, on frozen features
+(also how a retrained encoder's heads are re-fitted). Checkpoints every few hundred steps; ``--resume`` picks up
 the last one, ``--init`` starts from shipped weights. Logs are JSON lines beside the checkpoints.
 """
 
@@ -114,7 +115,7 @@ def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; choose from {PHASES}")
     adapters = getattr(model.config, "adapters", ())
-    if phase != "base" and not adapters:
+    if phase == "adapters" and not adapters:
         raise ValueError(f"phase {phase!r} needs a model with adapters (config model.adapters)")
     unknown = set(train_adapters) - set(adapters)
     if unknown:
