@@ -178,12 +178,16 @@ class RestoraNet(nn.Module):
 
     def assess(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quality and degradation logits of ``x`` without running the decoder."""
-        latent = scale_gradient(self.encode(x)[2], self.quality_grad_scale)
+        return self._quality(self.encode(x)[2])
+
+    def _quality(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quality and degradation logits of a whole image's latent, the gradient into the
+        encoder scaled by ``quality_grad_scale`` (training only; values are unchanged)."""
+        latent = scale_gradient(latent, self.quality_grad_scale)
         return self.quality_from_stats(*self.latent_stats(latent))
 
     def forward(self, x: torch.Tensor, adapter_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         e1, e2, latent = self.encode(x)
         out = self.decode(x, e1, e2, latent, adapter_weights)
-        latent = scale_gradient(latent, self.quality_grad_scale)
-        out["quality"], out["degradation_logits"] = self.quality_from_stats(*self.latent_stats(latent))
+        out["quality"], out["degradation_logits"] = self._quality(latent)
         return out

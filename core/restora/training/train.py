@@ -100,8 +100,7 @@ def residual_blocks_added(model, missing_keys: list[str]) -> tuple[str, ...]:
 
     missing, grown = set(missing_keys), []
     for name, module in model.named_modules():
-        keys = {f"{name}.{k}" for k in module.state_dict()}
-        if isinstance(module, ResBlock) and keys <= missing:
+        if isinstance(module, ResBlock) and {f"{name}.{k}" for k in module.state_dict()} <= missing:
             with torch.no_grad():
                 module.conv2.weight.zero_()
                 module.conv2.bias.zero_()
