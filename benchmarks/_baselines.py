@@ -43,8 +43,13 @@ def estimate_sigma(y: np.ndarray) -> float:
 
 
 def cbm3d(y: np.ndarray, kernel=None) -> np.ndarray:
-    """CBM3D (the `bm3d` package) at the blindly estimated noise level."""
-    return _bm3d.bm3d_rgb(y, sigma_psd=max(estimate_sigma(y), 1e-3))
+    """CBM3D (the `bm3d` package) at the blindly estimated noise level; grey BM3D on a grey
+    image stored as RGB (CBM3D would take its noise, the same in every channel, as
+    independent and underestimate it in luminance by sqrt(3))."""
+    sigma = max(estimate_sigma(y), 1e-3)
+    if np.array_equal(y[..., 0], y[..., 1]) and np.array_equal(y[..., 0], y[..., 2]):
+        return np.repeat(np.asarray(_bm3d.bm3d(y[..., 0], sigma_psd=sigma))[..., None], 3, axis=2)
+    return _bm3d.bm3d_rgb(y, sigma_psd=sigma)
 
 
 def nlm(y: np.ndarray, kernel=None) -> np.ndarray:

@@ -8,6 +8,7 @@ run is identical), quantises it to uint8 as a user's file would be, and restores
     PYTHONPATH=core python benchmarks/quality.py --limit 4 --crop 128
     PYTHONPATH=core python benchmarks/quality.py --rows noise25,haze --ablation --markdown
     PYTHONPATH=core python benchmarks/quality.py --pairs DEGRADED_DIR CLEAN_DIR
+    PYTHONPATH=core python benchmarks/quality.py --pairs W2S/noisy W2S/clean --only fov071 fov072 ...
 """
 
 from __future__ import annotations
@@ -182,11 +183,14 @@ def evaluate_image(name: str, degraded: np.ndarray, clean: np.ndarray, kernel: n
     t0 = time.perf_counter()
     r = restora.restore(degraded, degradations="auto", max_iterations=3, device=args.device, weights=args.weights)
     rec["restora_seconds"] = time.perf_counter() - t0
-    rec["restora"], rec["iterations"] = measure(r.image, clean), r.iterations
+    rec["restora"], rec["iterations"], rec["refined"] = measure(r.image, clean), r.iterations, r.refined
     if args.ablation:
         r1 = restora.restore(degraded, degradations="auto", max_iterations=1, device=args.device,
                              weights=args.weights)
         rec["restora_1round"] = measure(r1.image, clean)
+        r0 = restora.restore(degraded, degradations="auto", max_iterations=3, device=args.device,
+                             weights=args.weights, refine=False)
+        rec["restora_norefine"] = measure(r0.image, clean)
     rec["baselines"] = {}
     if not args.no_baselines:
         t0 = time.perf_counter()
@@ -239,9 +243,11 @@ class RowResult:
         out = {"row": self.name, "n": len(self.images),
                "input_psnr": self.mean("input"), "input_ssim": self.mean("input", 1),
                "restora_psnr": self.mean("restora"), "restora_ssim": self.mean("restora", 1),
-               "iterations": float(np.mean([r["iterations"] for r in self.images])) if self.images else math.nan}
+               "iterations": float(np.mean([r["iterations"] for r in self.images])) if self.images else math.nan,
+               "refined": float(np.mean([r["refined"] for r in self.images])) if self.images else math.nan}
         if ablation:
             out["restora_1round_psnr"] = self.mean("restora_1round")
+            out["restora_norefine_psnr"] = self.mean("restora_norefine")
         best = self.best_baseline()
         if best is not None:
             out["baseline"], out["baseline_psnr"], out["baseline_ssim"] = best
@@ -266,11 +272,11 @@ def columns(ablation: bool, baselines: bool) -> list[tuple[str, str, str]]:
             ("input_psnr", "input PSNR", ".2f"), ("input_ssim", "input SSIM", ".4f"),
             ("restora_psnr", "Restora PSNR", ".2f"), ("restora_ssim", "Restora SSIM", ".4f")]
     if ablation:
-        cols.append(("restora_1round_psnr", "1-round PSNR", ".2f"))
+        cols += [("restora_1round_psnr", "1-round PSNR", ".2f"), ("restora_norefine_psnr", "no-refine PSNR", ".2f")]
     if baselines:
         cols += [("baseline", "baseline", "s"), ("baseline_psnr", "base PSNR", ".2f"),
                  ("baseline_ssim", "base SSIM", ".4f"), ("delta_db", "Restora-base dB", "+.2f")]
-    cols.append(("iterations", "iters", ".2f"))
+    cols += [("iterations", "iters", ".2f"), ("refined", "refined", ".2f")]
     return cols
 
 
@@ -318,13 +324,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pairs", nargs=2, type=Path, metavar=("DEGRADED_DIR", "CLEAN_DIR"),
                    help="real pairs with the same file names; one row 'pairs', degraded images used as given")
     p.add_argument("--limit", type=int, default=None, help="first N images by name (default: all)")
+    p.add_argument("--only", nargs="+", metavar="PREFIX",
+                   help="only images whose file names start with a PREFIX (e.g. the W2S fields held out from training)")
     p.add_argument("--crop", type=int, default=None, help="centre crop to SxS pixels (default: none)")
     p.add_argument("--rows", default=None, help=f"comma list of rows (default: all): {','.join(ROW_NAMES)}")
     p.add_argument("--device", default="cpu", help="device for Restora (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradations (default: %(default)s)")
     p.add_argument("--weights", default="default", help="Restora weights name or .safetensors path")
     p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
-    p.add_argument("--ablation", action="store_true", help="add Restora with max_iterations=1 (one round vs the loop)")
+    p.add_argument("--ablation", action="store_true",
+                   help="add Restora with max_iterations=1 (one round vs the loop) and with refine=False")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table instead of plain text")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write every measurement to this JSON file")
     p.add_argument("--baseline-cache", type=Path, metavar="FILE",
@@ -355,14 +364,14 @@ def jobs(args: argparse.Namespace) -> list[tuple[Row, list[tuple[str, callable]]
     """Per row, the (image name, loader) list; a loader returns (degraded, clean, kernel, seed)."""
     if args.pairs:
         deg_dir, clean_dir = args.pairs
-        paths = list_images(deg_dir)[: args.limit]
+        paths = [p for p in list_images(deg_dir) if not args.only or p.name.startswith(tuple(args.only))][: args.limit]
         missing = [p.name for p in paths if not (clean_dir / p.name).exists()]
         if missing:
             raise SystemExit(f"error: no clean image in {clean_dir} for {missing}")
         items = [(p.name, lambda p=p: (load_image(p, args.crop), load_image(clean_dir / p.name, args.crop), None, None))
                  for p in paths]
         return [(PAIRS_ROW, items)]
-    paths = list_images(args.data)[: args.limit]
+    paths = [p for p in list_images(args.data) if not args.only or p.name.startswith(tuple(args.only))][: args.limit]
     out = []
     for row in select_rows(args.rows):
         def load(p, row=row):

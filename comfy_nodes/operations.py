@@ -91,6 +91,7 @@ def restore_images(engine, image: torch.Tensor, mode: str = "auto", degradations
     n = x.shape[0]
     lines = [f"{_label(i, n)}degradations: {_found(r.degradation_probs[i])}; quality "
              f"{float(r.quality_before[i]):.3f} -> {float(r.quality_after[i]):.3f}; iterations {r.iterations[i]}"
+             f"{' + refinement' if r.refined[i] else ''}"
              for i in range(n)]
     lines.append(f"Restora {engine.weights.name} on {engine.device}: {seconds:.2f} s")
     return RestoreOutput(

@@ -125,3 +125,59 @@ def test_a_grown_model_starts_where_its_init_weights_were():
     with torch.no_grad():
         torch.testing.assert_close(grown(x)["restored"], small(x)["restored"])
     assert float(grown.full[0].conv1.weight.abs().sum()) > 0  # only the last conv is zeroed
+
+
+def _write_pairs(folder: Path, names: list[str], rng) -> None:
+    from PIL import Image
+
+    for sub in ("noisy", "clean"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        clean = rng.integers(0, 200, (40, 48), dtype=np.uint8)
+        Image.fromarray(clean).save(folder / "clean" / name)
+        Image.fromarray(np.clip(clean + 40, 0, 255).astype(np.uint8)).save(folder / "noisy" / name)
+
+
+def test_pairs_and_grey_samples(tmp_path):
+    """Real pairs are cropped alike and labelled noise; held-out fields stay out; grey samples
+    carry the same noise in every channel."""
+    import torch
+
+    from restora import SEGMENT_CLASSES
+    from restora.training.data import SyntheticBatches, pair_paths
+
+    rng = np.random.default_rng(0)
+    _write_pairs(tmp_path / "w2s", ["fov001_ch0.png", "fov002_ch0.png", "fov071_ch0.png"], rng)
+    pairs = pair_paths(tmp_path / "w2s", ["fov071"])
+    assert sorted(p.name for p, _ in pairs) == ["fov001_ch0.png", "fov002_ch0.png"]
+    photos = sorted((DATA / "train" / "bsds").glob("*"))[:3]
+    batches = SyntheticBatches(photos, 32, 8, {"pairs": 1.0}, seed=0, pairs=pairs)
+    degraded, clean, labels, present = next(batches)
+    torch.testing.assert_close(degraded, (clean + 40 / 255).clamp(max=1), atol=1e-6, rtol=0)  # same crop
+    assert (labels == SEGMENT_CLASSES.index("noise")).all() and (present[:, 0] == 1).all()
+    assert (present[:, 1:] == 0).all()
+    greys = SyntheticBatches(photos, 32, 8, {"noise": 1.0}, seed=0, grey=1.0)
+    degraded, clean, _, _ = next(greys)
+    assert (degraded[:, 0] == degraded[:, 1]).all() and (clean[:, 1] == clean[:, 2]).all()
+    assert float((degraded - clean).std()) > 1 / 255  # noisy, and the noise is grey too
+    with pytest.raises(ValueError, match="noisy/ and clean/"):
+        pair_paths(tmp_path)
+    with pytest.raises(ValueError, match="unknown kinds"):
+        SyntheticBatches(photos, 32, 8, {"rainbow": 1.0}, seed=0)
+
+
+def test_refine_quality_teaches_the_head_the_second_stage():
+    import torch
+
+    from restora.models import RestoraNet, RestoraNetConfig
+    from restora.training.train import compute_losses
+
+    torch.manual_seed(0)
+    model = RestoraNet(RestoraNetConfig(channels=(8, 16, 16), encoder_blocks=(1, 1)))
+    x, clean = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
+    labels, present = torch.zeros(4, 32, 32, dtype=torch.long), torch.zeros(4, 6)
+    weights = TrainConfig().loss_weights
+    plain = compute_losses(model, x, clean, labels, present, weights, 2)
+    refine = compute_losses(model, x, clean, labels, present, weights, 2, refine_quality=True)
+    assert float(refine["quality"].detach()) > float(plain["quality"].detach())  # one more term
+    torch.testing.assert_close(refine["restore"], plain["restore"])

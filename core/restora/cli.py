@@ -118,7 +118,7 @@ def _restore_layer(image, args, label: str):
     colour, alpha = (image[..., 0], image[..., 1:]) if image.shape[2] == 2 else (image, None)
     r = restore(colour, args.degradations, args.max_iterations, args.device, None,
                 ProgressBar(label, None if not args.quiet else False), strength=args.strength,
-                in_range=args.in_range, tile_size=args.tile_size, weights=args.weights)
+                in_range=args.in_range, tile_size=args.tile_size, weights=args.weights, refine=not args.no_refine)
     out = r.image if alpha is None else np.concatenate([r.image[..., None], alpha], axis=2)
     return out, r
 
@@ -151,7 +151,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             layer.image = restored
             key = f"{path}[{layer.name}]"
             reports[key] = {"degradations": r.degradations, "quality_before": round(r.quality_before, 4),
-                            "quality_after": round(r.quality_after, 4), "iterations": r.iterations}
+                            "quality_after": round(r.quality_after, 4), "iterations": r.iterations,
+                            "refined": r.refined}
             if args.xcf_format != "ora":
                 img = restored[..., 0] if restored.shape[2] == 1 else restored
                 if img.ndim == 3 and img.shape[2] == 2:
@@ -175,11 +176,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
         image, axes = read_image(path)
         r = restore(image, args.degradations, args.max_iterations, args.device, axes,
                     ProgressBar(path.name, None if not args.quiet else False), strength=args.strength,
-                    in_range=args.in_range, tile_size=args.tile_size, weights=args.weights)
+                    in_range=args.in_range, tile_size=args.tile_size, weights=args.weights, refine=not args.no_refine)
         out = write_image(outdir / path.name, r.image, axes, overwrite=args.overwrite)
         reports[str(path)] = {"output": str(out), "degradations": r.degradations,
                               "quality_before": round(r.quality_before, 4), "quality_after": round(r.quality_after, 4),
-                              "iterations": r.iterations, "history": r.history, "seconds": round(r.seconds, 3)}
+                              "iterations": r.iterations, "history": r.history, "refined": r.refined,
+                              "seconds": round(r.seconds, 3)}
         if not args.json:
             print(f"{path} -> {out}: {r.report()}")
 
@@ -328,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
     p.add_argument("--degradations", default="auto", help=f"auto, or a comma list of: {','.join(DEGRADATIONS)}")
     p.add_argument("--max-iterations", type=int, default=3)
+    p.add_argument("--no-refine", action="store_true",
+                   help="skip the second stage (the Wiener refinement of noise after the rounds)")
     p.add_argument("--strength", type=float, default=1.0)
     p.add_argument("--tile-size", type=int, default=512)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")

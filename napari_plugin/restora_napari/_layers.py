@@ -45,7 +45,7 @@ def restore_report(result, request, source: str) -> dict:
         "quality_before": round(float(result.quality_before), 4),
         "quality_after": round(float(result.quality_after), 4),
         "iterations": int(result.iterations), "history": list(result.history),
-        "seconds": round(float(result.seconds), 3), "planes": list(result.planes),
+        "refined": bool(result.refined), "seconds": round(float(result.seconds), 3), "planes": list(result.planes),
         "settings": request.settings(), "summary": result.report(),
     }
 
@@ -129,7 +129,7 @@ def degradation_lines(degradations: dict[str, float]) -> list[str]:
 def restore_text(result) -> str:
     lines = [
         f"quality {result.quality_before:.3f} → {result.quality_after:.3f}",
-        f"iterations {result.iterations}; {result.seconds:.2f} s",
+        f"iterations {result.iterations}{' + refinement' if result.refined else ''}; {result.seconds:.2f} s",
         "degradations found:",
         *degradation_lines(result.degradations),
     ]

@@ -134,6 +134,7 @@ def restore(
     in_range: InRange = "dtype",
     tile_size: int = DEFAULT_TILE,
     weights: str | os.PathLike = "default",
+    refine: bool = True,
 ) -> RestoreResult:
     """Blindly restore an image: remove noise, blur, rain, haze, low light and JPEG artefacts.
 
@@ -163,6 +164,9 @@ def restore(
         Largest tile edge; smaller uses less memory.
     weights : str or path
         Weights name or ``.safetensors`` path.
+    refine : bool
+        Run the second stage after the rounds where noise is the only degradation found: a
+        Wiener filter of the input, guided by the rounds' result (`restora.engine.refine`).
 
     Returns
     -------
@@ -173,14 +177,16 @@ def restore(
     names = check_degradations(degradations)
 
     def op(engine, plane, x, plane_progress):
-        r = engine.restore(x, names, max_iterations, strength, target_quality, progress=plane_progress)
+        r = engine.restore(x, names, max_iterations, strength, target_quality, progress=plane_progress,
+                           refine=refine)
         report = {"quality_before": float(r.quality_before[0]), "quality_after": float(r.quality_after[0]),
                   "degradations": _degradation_dict(r.degradation_probs[0]),
-                  "iterations": r.iterations[0], "history": [round(q, 4) for q in r.history[0]]}
+                  "iterations": r.iterations[0], "history": [round(q, 4) for q in r.history[0]],
+                  "refined": r.refined[0]}
         return r.image[0].permute(1, 2, 0).numpy(), r.uncertainty[0, 0].numpy().astype(np.float32), report
 
     image, layout, lo, hi, results = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op,
-                                                 passes=int(max_iterations) + 1)
+                                                 passes=Engine.restore_passes(max_iterations, refine))
     outs = []
     for plane, (rest, _, _) in zip(layout.planes(image), results):
         out = from_float(rest if plane.ndim == 3 else rest[..., 0], image.dtype, lo, hi)
@@ -196,6 +202,7 @@ def restore(
         degradations=_mean_degradations(reports),
         iterations=max(p["iterations"] for p in reports),
         history=reports[0]["history"] if len(reports) == 1 else [],
+        refined=any(p["refined"] for p in reports),
         uncertainty=layout.maps(np.stack(uncs)),
         seconds=time.perf_counter() - t0,
         planes=reports if len(reports) > 1 else [],

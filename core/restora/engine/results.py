@@ -26,12 +26,14 @@ class RestoreResult:
     uncertainty: np.ndarray  # float32, the input's shape without channels: expected |error| in [0, 1] units
     seconds: float = 0.0
     planes: list[dict] = field(default_factory=list)
+    refined: bool = False  # the second stage (Wiener refinement) was kept, in any plane
 
     def report(self) -> str:
         """A one-line summary for people."""
         found = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.degradations.items(), key=lambda kv: -kv[1]) if v >= 0.5)
         return (f"degradations: {found or 'none found'}; quality {self.quality_before:.3f} -> "
-                f"{self.quality_after:.3f}; iterations {self.iterations}; {self.seconds:.2f} s")
+                f"{self.quality_after:.3f}; iterations {self.iterations}{' + refinement' if self.refined else ''}; "
+                f"{self.seconds:.2f} s")
 
 
 @dataclass

@@ -114,7 +114,8 @@ def handle(header: dict, payload, device: str, progress: Callable[[int, int], No
             out = np.concatenate([out, alpha], axis=2)
         report = {"quality_before": r.quality_before, "quality_after": r.quality_after,
                   "degradations": r.degradations, "found": [k for k, v in r.degradations.items() if v >= 0.5],
-                  "iterations": r.iterations, "history": r.history, "seconds": round(r.seconds, 3)}
+                  "iterations": r.iterations, "history": r.history, "refined": r.refined,
+                  "seconds": round(r.seconds, 3)}
         result = {"op": "result", "width": w, "height": h, "channels": image.shape[2], "dtype": header["dtype"],
                   "report": report}
         return result, np.ascontiguousarray(out, dtype=image.dtype).tobytes()

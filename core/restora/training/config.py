@@ -26,6 +26,12 @@ class TrainConfig:
     # The mix of training samples (probabilities, normalised): clean, noise alone, another
     # degradation (maybe with noise), degradation CutMix.
     mix: dict = field(default_factory=lambda: {"clean": 0.1, "noise": 0.45, "single": 0.25, "cutmix": 0.2})
+    # Chance that a synthetic sample is made grey (its noise the same in every channel).
+    grey: float = 0.0
+    # Folders of real pairs (``noisy/`` and ``clean/``, same names) for the mix's "pairs"; file
+    # names starting with a ``pair_holdout`` prefix stay out of training (validation fields).
+    pair_dirs: list[str] = field(default_factory=list)
+    pair_holdout: list[str] = field(default_factory=list)
     loss_weights: dict = field(
         default_factory=lambda: {"uncertainty": 0.05, "segment": 0.05, "degradation": 0.05, "quality": 1.0,
                                  "estimator": 0.1}
@@ -33,6 +39,9 @@ class TrainConfig:
     # Rounds of restore-assess-repeat seen in training: 1 trains on degraded inputs only; 2 or
     # more also restores the model's own outputs and scores each round's true quality.
     self_rounds: int = 1
+    # Also teach the quality head the true quality of the engine's second stage (the Wiener
+    # refinement guided by the network's output), which the engine accepts by assessed quality.
+    refine_quality: bool = False
     # How much of the quality and degradation heads' gradient reaches the shared encoder. Their
     # gradient norm is 1-6x the restoration loss's there, and under Adam it would decide the
     # encoder's updates; the heads themselves always learn at full rate.

@@ -1,5 +1,6 @@
 """Training batches: random crops of clean photographs, degraded on the fly by the
-synthesis in `restora.degradations` (single degradations, composites and CutMix)."""
+synthesis in `restora.degradations` (single degradations, composites and CutMix), some made
+grey, and random crops of real (degraded, clean) pairs such as W2S microscopy."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 from PIL import Image
 
 from .._names import DEGRADATIONS
-from ..degradations import degradation_cutmix, degrade
+from .._names import SEGMENT_CLASSES
+from ..degradations import DegradedSample, degradation_cutmix, degrade
 from ..io import list_images
 
 
@@ -20,30 +22,77 @@ def load_rgb(path: Path) -> torch.Tensor:
         return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous()
 
 
+def pair_paths(folder: Path, holdout: list[str] = ()) -> list[tuple[Path, Path]]:
+    """(degraded, clean) files of a pairs folder: ``noisy/`` and ``clean/`` hold the same
+    names. Names starting with a ``holdout`` prefix are left out (kept for validation)."""
+    noisy, clean = folder / "noisy", folder / "clean"
+    if not noisy.is_dir() or not clean.is_dir():
+        raise ValueError(f"{folder} needs noisy/ and clean/ sub-folders of same-named images")
+    pairs = [(p, clean / p.name) for p in list_images(noisy) if not p.name.startswith(tuple(holdout))]
+    missing = [str(c) for _, c in pairs if not c.exists()]
+    if missing:
+        raise ValueError(f"{len(missing)} clean images are missing, e.g. {missing[0]}")
+    return pairs
+
+
+def grey(sample: DegradedSample) -> DegradedSample:
+    """The sample as a grey image stored as RGB: the channels' mean, so its noise is the same
+    in every channel, as in a grey photograph or a microscope's camera."""
+    return DegradedSample(sample.degraded.mean(0, keepdim=True).expand(3, -1, -1).contiguous(),
+                          sample.clean.mean(0, keepdim=True).expand(3, -1, -1).contiguous(),
+                          sample.labels, sample.present, sample.params + [{"name": "grey"}])
+
+
 class SyntheticBatches:
-    """Endless, seeded batches ``(degraded, clean, labels, present)`` of random crops."""
+    """Endless, seeded batches ``(degraded, clean, labels, present)`` of random crops.
+
+    ``mix`` gives the chance of each kind of sample: "clean", "noise" (alone), "single" (one
+    other degradation, then noise a third of the time), "cutmix" and, with ``pairs``, "pairs"
+    (a crop of a real noisy/clean pair, labelled noise). A synthetic sample is made grey with
+    chance ``grey``.
+    """
 
     def __init__(
-        self, paths: list[Path], patch: int, batch: int, mix: dict[str, float], seed: int
+        self, paths: list[Path], patch: int, batch: int, mix: dict[str, float], seed: int,
+        pairs: list[tuple[Path, Path]] = (), grey: float = 0.0,
     ) -> None:
         self.images = [im for im in map(load_rgb, paths) if min(im.shape[1:]) >= patch]
         if not self.images:
             raise ValueError(f"no training image is at least {patch}x{patch}")
-        self.patch, self.batch = patch, batch
+        self.pairs = [(a, b) for a, b in ((load_rgb(n), load_rgb(c)) for n, c in pairs) if min(a.shape[1:]) >= patch]
+        bad = [tuple(a.shape) for a, b in self.pairs if a.shape != b.shape]
+        if bad:
+            raise ValueError(f"a degraded image and its clean pair differ in shape: {bad[0]}")
+        if mix.get("pairs", 0) > 0 and not self.pairs:
+            raise ValueError("mix asks for 'pairs' but no pair is at least {patch}x{patch}")
+        unknown = set(mix) - {"clean", "noise", "single", "cutmix", "pairs"}
+        if unknown:
+            raise ValueError(f"unknown kinds in mix: {sorted(unknown)}")
+        self.patch, self.batch, self.grey = patch, batch, grey
         kinds, p = zip(*mix.items())
         self.kinds, self.p = kinds, torch.tensor(p, dtype=torch.float64) / sum(p)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _crop(self) -> torch.Tensor:
+    def _crop(self, *images: torch.Tensor) -> list[torch.Tensor]:
+        """The same random crop, flip and rotation of each image."""
         g = self.generator
-        im = self.images[int(torch.randint(len(self.images), (), generator=g))]
-        _, h, w = im.shape
+        _, h, w = images[0].shape
         top = int(torch.randint(h - self.patch + 1, (), generator=g))
         left = int(torch.randint(w - self.patch + 1, (), generator=g))
-        x = im[:, top : top + self.patch, left : left + self.patch].float() / 255
-        if torch.rand((), generator=g) < 0.5:
-            x = x.flip(2)
-        return torch.rot90(x, int(torch.randint(4, (), generator=g)), (1, 2))
+        flip = bool(torch.rand((), generator=g) < 0.5)
+        turns = int(torch.randint(4, (), generator=g))
+        out = []
+        for im in images:
+            x = im[:, top : top + self.patch, left : left + self.patch].float() / 255
+            out.append(torch.rot90(x.flip(2) if flip else x, turns, (1, 2)))
+        return out
+
+    def _pair(self) -> DegradedSample:
+        a, b = self.pairs[int(torch.randint(len(self.pairs), (), generator=self.generator))]
+        degraded, clean = self._crop(a, b)
+        labels = torch.full(clean.shape[1:], SEGMENT_CLASSES.index("noise"), dtype=torch.int64)
+        present = torch.tensor([float(d == "noise") for d in DEGRADATIONS])
+        return DegradedSample(degraded, clean, labels, present, [{"name": "pair"}])
 
     def _names(self) -> list[str]:
         """One degradation other than noise, followed by noise a third of the time."""
@@ -54,19 +103,25 @@ class SyntheticBatches:
             names.append("noise")
         return names
 
-    def sample(self):
+    def sample(self) -> DegradedSample:
         g = self.generator
         kind = self.kinds[int(torch.multinomial(self.p, 1, generator=g))]
-        clean = self._crop()
+        if kind == "pairs":
+            return self._pair()
+        # the grey draw is taken only when asked for, so that grey=0 repeats older runs exactly
+        make_grey = self.grey > 0 and bool(torch.rand((), generator=g) < self.grey)
+        (clean,) = self._crop(self.images[int(torch.randint(len(self.images), (), generator=g))])
         if kind == "clean":
-            return degrade(clean, [], g)
-        if kind == "noise":
-            return degrade(clean, ["noise"], g)
-        if kind == "single":
-            return degrade(clean, self._names(), g)
-        outside = [] if torch.rand((), generator=g) < 0.3 else self._names()
-        inside = [DEGRADATIONS[int(torch.randint(len(DEGRADATIONS), (), generator=g))]]
-        return degradation_cutmix(clean, outside, inside, g)
+            s = degrade(clean, [], g)
+        elif kind == "noise":
+            s = degrade(clean, ["noise"], g)
+        elif kind == "single":
+            s = degrade(clean, self._names(), g)
+        else:
+            outside = [] if torch.rand((), generator=g) < 0.3 else self._names()
+            inside = [DEGRADATIONS[int(torch.randint(len(DEGRADATIONS), (), generator=g))]]
+            s = degradation_cutmix(clean, outside, inside, g)
+        return grey(s) if make_grey else s
 
     def __iter__(self):
         return self

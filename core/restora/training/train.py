@@ -21,12 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from .._names import SEGMENT_CLASSES
+from ..engine.refine import noise_sigma, wiener_refine
 from ..metrics import psnr, quality_target
 from ..models import build_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from ..io import list_images
-from .data import SyntheticBatches, validation_set
+from .data import SyntheticBatches, pair_paths, validation_set
 
 
 PHASES = ("base", "adapters", "heads")
@@ -47,12 +48,15 @@ def adapter_targets(labels: torch.Tensor, adapters: tuple[str, ...]) -> tuple[to
 
 
 def compute_losses(model, degraded, clean, labels, present, weights: dict, self_rounds: int = 1,
-                   phase: str = "base") -> dict[str, torch.Tensor]:
+                   phase: str = "base", refine_quality: bool = False) -> dict[str, torch.Tensor]:
     """All training losses of one batch.
 
     With ``self_rounds`` of 2 or more, half the batch goes round again (restore, assess,
     repeat): the network restores its own detached output towards the clean target, and the
     quality head learns the true quality of each round's output, so the loop cannot fool itself.
+    With ``refine_quality`` it also learns the quality of the engine's second stage (the
+    Wiener refinement of the input guided by that output), which the engine keeps only when
+    the assessed quality says it helps.
     In the ``adapters`` phase the adapters are blended by the true label map (teacher forcing);
     with adapters, the estimator learns that map by cross-entropy.
     """
@@ -88,6 +92,12 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     with torch.no_grad():
         t_own = quality_target(own, target)
     losses["quality"] = losses["quality"] + F.mse_loss(q_own, t_own)
+    if refine_quality:
+        with torch.no_grad():
+            noisy = degraded[:half]
+            refined = wiener_refine(noisy, own, noise_sigma(noisy))
+            t_ref = quality_target(refined, target)
+        losses["quality"] = losses["quality"] + F.mse_loss(model.assess(refined)[0], t_ref)
     losses["total"] = losses["restore"] + sum(weights.get(k, 1.0) * losses[k] for k in losses if k != "restore")
     return losses
 
@@ -184,7 +194,8 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
     paths = [p for d in config.data_dirs for p in list_images(data_root / d)]
     if config.max_images:
         paths = paths[: config.max_images]
-    batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step)
+    pairs = [pair for d in config.pair_dirs for pair in pair_paths(data_root / d, config.pair_holdout)]
+    batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step, pairs, config.grey)
     val_noisy, val_clean = validation_set(data_root / config.val_dir, config.val_images)
     val_noisy, val_clean = val_noisy.to(device), val_clean.to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +209,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
             group["lr"] = lr
         degraded, clean, labels, present = (t.to(device) for t in next(batches))
         losses = compute_losses(model, degraded, clean, labels, present, config.loss_weights, config.self_rounds,
-                                config.phase)
+                                config.phase, config.refine_quality)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -1,0 +1,152 @@
+"""The second stage: an empirical Wiener filter that uses the network's result as its pilot.
+
+The noise model (white noise of one level per opponent colour channel, estimated from the
+degraded input itself) gives the inverse operator in closed form: in every 8x8 block's DCT,
+each coefficient of the *degraded* input is scaled by ``P^2 / (P^2 + sigma^2)``, ``P`` being
+the pilot's coefficient. Overlapping blocks are averaged with the weights of BM3D's second
+step (Dabov et al., 2007). The network's result is a good estimate of the signal's spectrum
+but keeps some of its own bias (over-smoothed texture, residual noise); re-filtering the input
+with it recovers detail the network removed and noise it left.
+
+Tensor functions on (B, C, H, W) floats in [0, 1], C in {1, 3}; differentiable, and run in
+strips of rows so that memory stays bounded on any image size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["noise_sigma", "wiener_refine"]
+
+# Orthonormal opponent colour transform (luminance, two chroma axes): noise and signal
+# separate better than in RGB, and orthonormality keeps white noise white.
+_OPPONENT = torch.tensor(
+    [
+        [1 / math.sqrt(3)] * 3,
+        [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)],
+        [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)],
+    ]
+)
+
+
+def _to_opponent(x: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,bjhw->bihw", _OPPONENT.to(x), x) if x.shape[1] == 3 else x
+
+
+def _from_opponent(x: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ji,bjhw->bihw", _OPPONENT.to(x), x) if x.shape[1] == 3 else x
+
+
+def noise_sigma(x: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of white noise in each opponent channel of ``x``, shape (B, C).
+
+    Donoho's robust estimator: the median absolute value of the finest diagonal Haar
+    sub-band over 0.6745. Image structure barely reaches that sub-band, noise fills it.
+    Working in opponent space measures noise that is correlated across channels (a grey
+    image stored as RGB, demosaicked camera noise) at its true level.
+    """
+    _check(x, "x")
+    o = _to_opponent(x.float())
+    h, w = (o.shape[2] // 2) * 2, (o.shape[3] // 2) * 2
+    if h == 0 or w == 0:
+        return o.new_zeros(o.shape[:2])
+    o = o[:, :, :h, :w]
+    hh = (o[:, :, 0::2, 0::2] - o[:, :, 1::2, 0::2] - o[:, :, 0::2, 1::2] + o[:, :, 1::2, 1::2]) / 2
+    return hh.abs().flatten(2).median(2).values / 0.6745
+
+
+def _dct_basis(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The n*n orthonormal 2-D DCT-II basis images as (n*n, 1, n, n) conv filters."""
+    k = torch.arange(n, dtype=torch.float64)
+    c = math.sqrt(2.0 / n) * torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n))
+    c[0] /= math.sqrt(2.0)
+    return torch.einsum("ui,vj->uvij", c, c).reshape(n * n, 1, n, n).to(dtype=dtype, device=device)
+
+
+def _wiener_padded(y: torch.Tensor, p: torch.Tensor, s2: torch.Tensor, basis: torch.Tensor, stride: int):
+    """Weighted sums and weights of the filtered blocks over padded (B*C, 1, h, w) planes."""
+    n = basis.shape[-1]
+    yc = F.conv2d(y, basis, stride=stride)
+    pc = F.conv2d(p, basis, stride=stride)
+    pp = pc * pc
+    gain = pp / (pp + s2)
+    # BM3D's aggregation weight: blocks whose filter keeps less noise count more
+    weight = 1.0 / (s2 * (gain * gain).sum(1, keepdim=True) + 1e-12)
+    num = F.conv_transpose2d(gain * yc * weight, basis, stride=stride)
+    den = F.conv_transpose2d(weight, torch.ones_like(basis[:1]), stride=stride)
+    return num, den
+
+
+def wiener_refine(
+    noisy: torch.Tensor,
+    pilot: torch.Tensor,
+    sigma: torch.Tensor | float,
+    block: int = 8,
+    stride: int = 2,
+    rows: int = 256,
+    passes: int = 2,
+) -> torch.Tensor:
+    """Empirical Wiener filter of ``noisy`` in the DCT of overlapping blocks, guided by ``pilot``.
+
+    Parameters
+    ----------
+    noisy, pilot : Tensor
+        (B, C, H, W), C in {1, 3}, floats in [0, 1]: the degraded input and an estimate of the
+        clean image (the network's result).
+    sigma : Tensor or float
+        Noise standard deviation in [0, 1] units per opponent channel, (B, C) as returned by
+        `noise_sigma`, or one number for all.
+    block : int
+        Edge of the DCT blocks.
+    stride : int
+        Step between blocks; 1 is slightly better and four times slower than 2.
+    rows : int
+        Output rows per strip (bounds memory); results do not depend on it.
+    passes : int
+        Each pass after the first uses the previous result as its pilot. On sigma 15/25/50
+        photographs with the shipped network as the first pilot, the second pass adds
+        0.15/0.14/0.07 dB and a third loses (benchmarks/quality.py, 4 val/bsds images).
+
+    Returns
+    -------
+    Tensor
+        The filtered image, shape and dtype of ``noisy``, clipped to [0, 1].
+    """
+    _check(noisy, "noisy")
+    _check(pilot, "pilot")
+    if pilot.shape != noisy.shape:
+        raise ValueError(f"pilot shape {tuple(pilot.shape)} differs from noisy shape {tuple(noisy.shape)}")
+    if passes < 1:
+        raise ValueError(f"passes must be at least 1, got {passes}")
+    for _ in range(passes - 1):
+        pilot = wiener_refine(noisy, pilot, sigma, block, stride, rows, passes=1)
+    b, c, h, w = noisy.shape
+    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=noisy.device)
+    s2 = (sigma.expand(b, c) if sigma.ndim < 2 else sigma).reshape(b * c, 1, 1, 1).float().square().clamp(min=1e-10)
+    basis = _dct_basis(block, torch.float32, noisy.device)
+    pad = block - 1
+    # Grid of block origins, fixed over the whole padded image so that strips agree exactly.
+    ey, ex = (-(h + pad)) % stride, (-(w + pad)) % stride
+    mode = "reflect" if min(h - ey, w - ex) > pad else "replicate"  # reflect needs pad < size
+    y = F.pad(_to_opponent(noisy.float()).reshape(b * c, 1, h, w), (pad, pad + ex, pad, pad + ey), mode=mode)
+    p = F.pad(_to_opponent(pilot.float()).reshape(b * c, 1, h, w), (pad, pad + ex, pad, pad + ey), mode=mode)
+    rows = max(stride, rows - rows % stride)
+    out = []
+    for top in range(0, h + pad, rows):  # output rows [top, top + rows) of the padded image
+        lo = max(0, top - pad)
+        lo -= lo % stride  # block origins stay on the global grid
+        hi = min(y.shape[2], top + rows + pad)
+        hi -= (hi - lo - block) % stride
+        num, den = _wiener_padded(y[:, :, lo:hi], p[:, :, lo:hi], s2, basis, stride)
+        out.append((num / den)[:, :, top - lo : top - lo + rows])
+    z = torch.cat(out, 2)[:, :, pad : pad + h, pad : pad + w]
+    return _from_opponent(z.reshape(b, c, h, w)).clamp(0, 1).to(noisy.dtype)
+
+
+def _check(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] not in (1, 3):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a (B, C, H, W) tensor with C in (1, 3), got {shape}")
