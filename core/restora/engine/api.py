@@ -165,8 +165,9 @@ def restore(
     weights : str or path
         Weights name or ``.safetensors`` path.
     refine : bool
-        Run the second stage after the rounds where noise is the only degradation found: a
-        Wiener filter of the input, guided by the rounds' result (`restora.engine.refine`).
+        Run the second stage after the rounds where noise was found: a Wiener filter of the
+        input guided by the rounds' result, where they removed only noise
+        (`restora.engine.refine`).
 
     Returns
     -------

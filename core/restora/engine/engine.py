@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .._checks import ImageError
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
-from .refine import noise_sigma, wiener_refine
+from .refine import noise_gate, noise_sigma, wiener_refine
 from .tiling import plan_tiles
 from .weights import load_model
 
@@ -35,17 +35,6 @@ class TensorRestoreResult:
     iterations: list[int] = field(default_factory=list)  # accepted rounds per image
     history: list[list[float]] = field(default_factory=list)  # assessed quality per round, per image
     refined: list[bool] = field(default_factory=list)  # whether the second stage was kept, per image
-
-
-def noise_only(probs: torch.Tensor, threshold: float = 0.5) -> bool:
-    """Whether degradation probabilities (in DEGRADATIONS order) find noise and nothing else.
-
-    The second stage re-filters the *input*, so it would undo the network's other
-    corrections (brightening, dehazing); it runs only where noise is all there is.
-    """
-    noise = DEGRADATIONS.index("noise")
-    others = [float(p) for i, p in enumerate(probs) if i != noise]
-    return float(probs[noise]) >= threshold and max(others) < threshold
 
 
 class _Ticker:
@@ -199,9 +188,9 @@ class Engine:
         ``degradations`` (names from DEGRADATIONS) limits the change to the pixels that the
         segmentation head attributes to them; ``strength`` in [0, 1] blends with the input.
 
-        With ``refine``, a second stage follows when rounds were kept and the input's only
-        degradation found is noise: the input is Wiener-filtered with the rounds' result as
-        its pilot (`restora.engine.refine`), and the refined image is assessed again.
+        With ``refine``, a second stage follows when rounds were kept and noise was found: the
+        input is Wiener-filtered with the rounds' result as its pilot (`restora.engine.refine`)
+        where the rounds removed no more than noise, and the result is assessed again.
         """
         if int(max_iterations) < 1:
             raise ImageError(f"max_iterations must be at least 1, got {max_iterations}")
@@ -243,13 +232,14 @@ class Engine:
         return (cur + strength * step).clamp(0, 1)
 
     def _refine(self, x, best, out, degradations, strength) -> torch.Tensor | None:
-        """The second stage's candidate, or None where it has nothing to do: it removes noise
-        only, so it needs noise among the named degradations (all, for auto)."""
+        """The second stage, or None where it has nothing to do (it removes noise only, so it
+        needs noise among the named degradations; all, for auto). Its change is limited to the
+        pixels the segmentation head calls noisy where the rounds removed no more than noise."""
         if degradations is not None and "noise" not in degradations:
             return None
-        step = wiener_refine(x, best, noise_sigma(x)) - best
-        if degradations is not None:  # the pixels the segmentation head calls noisy
-            step = step * torch.softmax(out["segment_logits"], 1)[:, SEGMENT_CLASSES.index("noise")][:, None]
+        sigma = noise_sigma(x)
+        noisy = torch.softmax(out["segment_logits"], 1)[:, SEGMENT_CLASSES.index("noise")][:, None]
+        step = (wiener_refine(x, best, sigma) - best) * noisy * noise_gate(x, best, sigma)
         return (best + strength * step).clamp(0, 1)
 
     def _restore_one(self, x, degradations, max_iterations, strength, target_quality, margin, ticker, refine):
@@ -273,13 +263,14 @@ class Engine:
             uncertainty = torch.exp(out["log_error"])
             out = nxt
         refined = False
-        if refine and accepted and (target_quality is None or best_q < target_quality) and noise_only(deg[0]):
+        noise = float(deg[0, DEGRADATIONS.index("noise")])
+        if refine and accepted and (target_quality is None or best_q < target_quality) and noise >= 0.5:
             candidate = self._refine(x, best, first, degradations, strength)
             if candidate is not None:
-                # Kept on the noise model's word, not the quality head's: the head, trained on
-                # the network's outputs, rates refined images 0.13-0.33 lower although their
-                # true quality is 0.02-0.08 higher (4 val/bsds images, sigma 25). The score
-                # reported is still the returned image's own.
+                # Kept on the noise model's word (the gates in _refine), not the quality head's:
+                # the head, trained on the network's own outputs, rates refined images 0.13-0.33
+                # lower although their true quality is 0.02-0.08 higher (4 val/bsds images,
+                # sigma 25). The score reported is still the returned image's own.
                 best, refined = candidate, True
                 best_q = float(self._pass(candidate, False, ticker)["quality"][0])
         return best, uncertainty, q0, best_q, deg, accepted, history, refined
