@@ -61,18 +61,24 @@ def test_init_from_shipped_weights(tmp_path):
     assert log["val_psnr_out"] > log["val_psnr_in"] + 3  # starts from a trained denoiser
 
 
-def test_self_rounds_train_the_loop(tmp_path):
-    """With self_rounds=2 the network also restores its own output and scores each round."""
+def _tiny_batch():
+    """A tiny seeded network and a random batch: (model, degraded, clean, labels, present, weights)."""
     import torch
 
     from restora.models import RestoraNet, RestoraNetConfig
-    from restora.training.train import compute_losses
 
     torch.manual_seed(0)
     model = RestoraNet(RestoraNetConfig(channels=(8, 16, 16), encoder_blocks=(1, 1)))
     x, clean = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
     labels, present = torch.zeros(4, 32, 32, dtype=torch.long), torch.zeros(4, 6)
-    weights = TrainConfig().loss_weights
+    return model, x, clean, labels, present, TrainConfig().loss_weights
+
+
+def test_self_rounds_train_the_loop(tmp_path):
+    """With self_rounds=2 the network also restores its own output and scores each round."""
+    from restora.training.train import compute_losses
+
+    model, x, clean, labels, present, weights = _tiny_batch()
     one = compute_losses(model, x, clean, labels, present, weights, 1)
     two = compute_losses(model, x, clean, labels, present, weights, 2)
     assert float(two["restore"].detach()) > float(one["restore"].detach())  # a second restoration term
@@ -169,14 +175,9 @@ def test_pairs_and_grey_samples(tmp_path):
 def test_refine_quality_teaches_the_head_the_second_stage():
     import torch
 
-    from restora.models import RestoraNet, RestoraNetConfig
     from restora.training.train import compute_losses
 
-    torch.manual_seed(0)
-    model = RestoraNet(RestoraNetConfig(channels=(8, 16, 16), encoder_blocks=(1, 1)))
-    x, clean = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
-    labels, present = torch.zeros(4, 32, 32, dtype=torch.long), torch.zeros(4, 6)
-    weights = TrainConfig().loss_weights
+    model, x, clean, labels, present, weights = _tiny_batch()
     plain = compute_losses(model, x, clean, labels, present, weights, 2)
     refine = compute_losses(model, x, clean, labels, present, weights, 2, refine_quality=True)
     assert float(refine["quality"].detach()) > float(plain["quality"].detach())  # one more term
