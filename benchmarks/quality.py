@@ -360,18 +360,26 @@ def select_rows(spec: str | None) -> list[Row]:
     return [r for r in ROWS if r.name in names]
 
 
+def chosen_images(folder: Path, args: argparse.Namespace) -> list[Path]:
+    """The images of ``folder`` that ``--only`` keeps, the first ``--limit`` of them."""
+    paths = list_images(folder)
+    if args.only:
+        paths = [p for p in paths if p.name.startswith(tuple(args.only))]
+    return paths[: args.limit]
+
+
 def jobs(args: argparse.Namespace) -> list[tuple[Row, list[tuple[str, callable]]]]:
     """Per row, the (image name, loader) list; a loader returns (degraded, clean, kernel, seed)."""
     if args.pairs:
         deg_dir, clean_dir = args.pairs
-        paths = [p for p in list_images(deg_dir) if not args.only or p.name.startswith(tuple(args.only))][: args.limit]
+        paths = chosen_images(deg_dir, args)
         missing = [p.name for p in paths if not (clean_dir / p.name).exists()]
         if missing:
             raise SystemExit(f"error: no clean image in {clean_dir} for {missing}")
         items = [(p.name, lambda p=p: (load_image(p, args.crop), load_image(clean_dir / p.name, args.crop), None, None))
                  for p in paths]
         return [(PAIRS_ROW, items)]
-    paths = [p for p in list_images(args.data) if not args.only or p.name.startswith(tuple(args.only))][: args.limit]
+    paths = chosen_images(args.data, args)
     out = []
     for row in select_rows(args.rows):
         def load(p, row=row):

@@ -8,7 +8,7 @@ import torch
 
 import restora
 from restora.engine import engine as engine_mod
-from restora.engine.refine import noise_gate, noise_sigma, wiener_refine
+from restora.engine.refine import noise_gate, noise_sigma, refine_noise, wiener_refine
 from restora.metrics import psnr
 
 from helpers import smooth_image
@@ -101,8 +101,8 @@ def _noisy_photo(rng):
 
 def test_restore_runs_the_refinement_only_for_noise(rng, monkeypatch):
     calls = []
-    real = engine_mod.wiener_refine
-    monkeypatch.setattr(engine_mod, "wiener_refine", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = engine_mod.refine_noise
+    monkeypatch.setattr(engine_mod, "refine_noise", lambda *a, **k: calls.append(1) or real(*a, **k))
     image = _noisy_photo(rng)
     r = restora.restore(image, device="cpu")
     assert r.iterations >= 1 and calls == [1]
@@ -140,3 +140,14 @@ def test_refinement_follows_the_noise_detection(found, runs, rng, monkeypatch):
     else:
         np.testing.assert_array_equal(r.image, base.image)
         assert r.quality_after == pytest.approx(base.quality_after, abs=1e-6)
+
+
+def test_refine_noise_changes_only_where_allowed(rng):
+    clean = _smooth(rng, (1, 3, 64, 64))
+    noisy = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(6))).clamp(0, 1)
+    pilot = (clean + 0.02).clamp(0, 1)
+    where = torch.zeros(1, 1, 64, 64)
+    where[..., 32:] = 1
+    out = refine_noise(noisy, pilot, where)
+    torch.testing.assert_close(out[..., :32], pilot[..., :32], atol=0, rtol=0)
+    assert not torch.equal(out[..., 32:], pilot[..., 32:])

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .._checks import ImageError
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
-from .refine import noise_gate, noise_sigma, wiener_refine
+from .refine import refine_noise
 from .tiling import plan_tiles
 from .weights import load_model
 
@@ -237,9 +237,8 @@ class Engine:
         pixels the segmentation head calls noisy where the rounds removed no more than noise."""
         if degradations is not None and "noise" not in degradations:
             return None
-        sigma = noise_sigma(x)
         noisy = torch.softmax(out["segment_logits"], 1)[:, SEGMENT_CLASSES.index("noise")][:, None]
-        step = (wiener_refine(x, best, sigma) - best) * noisy * noise_gate(x, best, sigma)
+        step = refine_noise(x, best, noisy) - best
         return (best + strength * step).clamp(0, 1)
 
     def _restore_one(self, x, degradations, max_iterations, strength, target_quality, margin, ticker, refine):

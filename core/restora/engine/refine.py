@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["noise_gate", "noise_sigma", "wiener_refine"]
+__all__ = ["noise_gate", "noise_sigma", "refine_noise", "wiener_refine"]
 
 # Orthonormal opponent colour transform (luminance, two chroma axes): noise and signal
 # separate better than in RGB, and orthonormality keeps white noise white.
@@ -130,29 +130,32 @@ def wiener_refine(
         raise ValueError(f"pilot shape {tuple(pilot.shape)} differs from noisy shape {tuple(noisy.shape)}")
     if passes < 1:
         raise ValueError(f"passes must be at least 1, got {passes}")
-    for _ in range(passes - 1):
-        pilot = wiener_refine(noisy, pilot, sigma, block, stride, rows, passes=1, pilot_dc=pilot_dc)
     b, c, h, w = noisy.shape
-    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=noisy.device)
-    s2 = (sigma.expand(b, c) if sigma.ndim < 2 else sigma).reshape(b * c, 1, 1, 1).float().square().clamp(min=1e-10)
+    s2 = _variances(sigma, b, c, noisy.device).reshape(b * c, 1, 1, 1).clamp(min=1e-10)
     basis = _dct_basis(block, torch.float32, noisy.device)
     pad = block - 1
     # Grid of block origins, fixed over the whole padded image so that strips agree exactly.
     ey, ex = (-(h + pad)) % stride, (-(w + pad)) % stride
     mode = "reflect" if min(h - ey, w - ex) > pad else "replicate"  # reflect needs pad < size
-    y = F.pad(_to_opponent(noisy.float()).reshape(b * c, 1, h, w), (pad, pad + ex, pad, pad + ey), mode=mode)
-    p = F.pad(_to_opponent(pilot.float()).reshape(b * c, 1, h, w), (pad, pad + ex, pad, pad + ey), mode=mode)
+
+    def padded(x: torch.Tensor) -> torch.Tensor:
+        return F.pad(_to_opponent(x.float()).reshape(b * c, 1, h, w), (pad, pad + ex, pad, pad + ey), mode=mode)
+
+    y = padded(noisy)
     rows = max(stride, rows - rows % stride)
-    out = []
-    for top in range(0, h + pad, rows):  # output rows [top, top + rows) of the padded image
-        lo = max(0, top - pad)
-        lo -= lo % stride  # block origins stay on the global grid
-        hi = min(y.shape[2], top + rows + pad)
-        hi -= (hi - lo - block) % stride
-        num, den = _wiener_padded(y[:, :, lo:hi], p[:, :, lo:hi], s2, basis, stride, pilot_dc)
-        out.append((num / den)[:, :, top - lo : top - lo + rows])
-    z = torch.cat(out, 2)[:, :, pad : pad + h, pad : pad + w]
-    return _from_opponent(z.reshape(b, c, h, w)).clamp(0, 1).to(noisy.dtype)
+    for _ in range(passes):  # each pass after the first is piloted by the last one's result
+        p = padded(pilot)
+        out = []
+        for top in range(0, h + pad, rows):  # output rows [top, top + rows) of the padded image
+            lo = max(0, top - pad)
+            lo -= lo % stride  # block origins stay on the global grid
+            hi = min(y.shape[2], top + rows + pad)
+            hi -= (hi - lo - block) % stride
+            num, den = _wiener_padded(y[:, :, lo:hi], p[:, :, lo:hi], s2, basis, stride, pilot_dc)
+            out.append((num / den)[:, :, top - lo : top - lo + rows])
+        z = torch.cat(out, 2)[:, :, pad : pad + h, pad : pad + w]
+        pilot = _from_opponent(z.reshape(b, c, h, w)).clamp(0, 1)
+    return pilot.to(noisy.dtype)
 
 
 def noise_gate(
@@ -167,12 +170,28 @@ def noise_gate(
     region's other degradation, it is 0 and the pilot is kept; linear between.
     """
     _check(noisy, "noisy")
-    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=noisy.device)
-    s2 = (sigma.expand(noisy.shape[0], noisy.shape[1]) if sigma.ndim < 2 else sigma).float().square().sum(1)
+    s2 = _variances(sigma, noisy.shape[0], noisy.shape[1], noisy.device).sum(1)
     energy = (_to_opponent(noisy.float()) - _to_opponent(pilot.float())).square().sum(1, keepdim=True)
     local = F.avg_pool2d(energy, window, 1, window // 2, count_include_pad=False)
     ratio = local / s2.clamp(min=1e-12)[:, None, None, None]
     return ((high - ratio) / (high - low)).clamp(0, 1)
+
+
+def refine_noise(noisy: torch.Tensor, pilot: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+    """The engine's second stage: `wiener_refine` at the level `noise_sigma` reads from
+    ``noisy``, applied where `noise_gate` allows (and, if given, in proportion to ``where``,
+    (B, 1, H, W) in [0, 1], e.g. the segmentation head's noise probability)."""
+    sigma = noise_sigma(noisy)
+    gate = noise_gate(noisy, pilot, sigma)
+    if where is not None:
+        gate = gate * where
+    return pilot + (wiener_refine(noisy, pilot, sigma) - pilot) * gate
+
+
+def _variances(sigma: torch.Tensor | float, b: int, c: int, device: torch.device) -> torch.Tensor:
+    """Noise variances (B, C) from one level, or one per image and opponent channel."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=device)
+    return (sigma.expand(b, c) if sigma.ndim < 2 else sigma).float().square()
 
 
 def _check(x: torch.Tensor, name: str) -> None:

@@ -40,7 +40,7 @@ class TrainConfig:
     # more also restores the model's own outputs and scores each round's true quality.
     self_rounds: int = 1
     # Also teach the quality head the true quality of the engine's second stage (the Wiener
-    # refinement guided by the network's output), which the engine accepts by assessed quality.
+    # refinement guided by the network's output), which the head underrates otherwise.
     refine_quality: bool = False
     # How much of the quality and degradation heads' gradient reaches the shared encoder. Their
     # gradient norm is 1-6x the restoration loss's there, and under Adam it would decide the

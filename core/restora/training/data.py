@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .._names import DEGRADATIONS
-from .._names import SEGMENT_CLASSES
+from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from ..degradations import DegradedSample, degradation_cutmix, degrade
 from ..io import list_images
 
@@ -64,7 +63,7 @@ class SyntheticBatches:
         if bad:
             raise ValueError(f"a degraded image and its clean pair differ in shape: {bad[0]}")
         if mix.get("pairs", 0) > 0 and not self.pairs:
-            raise ValueError("mix asks for 'pairs' but no pair is at least {patch}x{patch}")
+            raise ValueError(f"mix asks for 'pairs' but no pair is at least {patch}x{patch}")
         unknown = set(mix) - {"clean", "noise", "single", "cutmix", "pairs"}
         if unknown:
             raise ValueError(f"unknown kinds in mix: {sorted(unknown)}")

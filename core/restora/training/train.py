@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .._names import SEGMENT_CLASSES
-from ..engine.refine import noise_sigma, wiener_refine
+from ..engine.refine import refine_noise
 from ..metrics import psnr, quality_target
 from ..models import build_model
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -55,8 +55,7 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     repeat): the network restores its own detached output towards the clean target, and the
     quality head learns the true quality of each round's output, so the loop cannot fool itself.
     With ``refine_quality`` it also learns the quality of the engine's second stage (the
-    Wiener refinement of the input guided by that output), which the engine keeps only when
-    the assessed quality says it helps.
+    Wiener refinement of the input guided by that output), which it underrates otherwise.
     In the ``adapters`` phase the adapters are blended by the true label map (teacher forcing);
     with adapters, the estimator learns that map by cross-entropy.
     """
@@ -95,7 +94,7 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     if refine_quality:
         with torch.no_grad():
             noisy = degraded[:half]
-            refined = wiener_refine(noisy, own, noise_sigma(noisy))
+            refined = refine_noise(noisy, own).clamp(0, 1)  # the engine's stage, without the segment map
             t_ref = quality_target(refined, target)
         losses["quality"] = losses["quality"] + F.mse_loss(model.assess(refined)[0], t_ref)
     losses["total"] = losses["restore"] + sum(weights.get(k, 1.0) * losses[k] for k in losses if k != "restore")
