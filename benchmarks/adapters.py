@@ -1,5 +1,6 @@
 """Adapter ablation: one restoration pass per row of the quality benchmark, by the base model
-without adapters, and by a model with adapters blended by its own estimator and by the true
+without adapters, and by a model with adapters blended as it blends them itself (per image by
+default, by the quality head's degradation probabilities) and by the true
 label map (an upper bound on what a perfect estimator would give).
 
     PYTHONPATH=core python benchmarks/adapters.py --adapted runs/phase3/adapted.safetensors --limit 8 --crop 256
@@ -52,7 +53,7 @@ def true_weights(row: qb.Row, shape: tuple[int, int], adapters: tuple[str, ...])
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--adapted", required=True, help="weights of a model with adapters (.safetensors)")
-    p.add_argument("--base", default="default", help="weights without adapters (default: the shipped ones)")
+    p.add_argument("--base", default="restora-base", help="weights without adapters (default: the shipped v0)")
     p.add_argument("--data", type=Path, default=qb.DEFAULT_DATA)
     p.add_argument("--limit", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
                      + [f"{m['estimator'] - m['base']:+.2f}", f"{m['true map'] - m['base']:+.2f}"])
         print(f"{row.name} done", file=sys.stderr)
     print(f"One-pass PSNR (dB), {len(paths)} images, crop {args.crop}; adapters {', '.join(adapters)}")
-    header = ["row", "n", "input", "base", "adapters (estimator)", "adapters (true map)", "gain est.", "gain true"]
+    header = ["row", "n", "input", "base", "adapters (own blend)", "adapters (true map)", "gain own", "gain true"]
     print(format_rows(header, table, args.markdown))
 
 

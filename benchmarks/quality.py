@@ -81,7 +81,8 @@ ROWS: tuple[Row, ...] = (
     Row("cutmix", baselines=("dark channel", "dark channel+GF"), cutmix=(("haze",), ("noise",))),
 )
 ROW_NAMES = tuple(r.name for r in ROWS)
-PAIRS_ROW = Row("pairs", baselines=_baselines.DENOISERS + ("TV Chambolle 0.05", "median 3x3"))
+PAIRS_ROW = Row("pairs", baselines=_baselines.DENOISERS + (("BM3D (GAT)",) if _baselines.HAVE_BM3D else ())
+                + ("TV Chambolle 0.05", "median 3x3"))
 """Real pairs: the degradation is unknown, so general-purpose (blind) baselines only."""
 
 

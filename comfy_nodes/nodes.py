@@ -111,6 +111,8 @@ class RestoraRestore(io.ComfyNode):
                                tooltip="0 returns the input, 1 the full restoration"),
                 io.Int.Input("max_iterations", default=3, min=1, max=10,
                              tooltip="Most restore -> assess rounds; a round is kept only if quality improves"),
+                io.Boolean.Input("refine", default=True, optional=True,
+                                 tooltip="Second stage where noise was found: a noise-model Wiener filter guided by the rounds"),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -131,10 +133,10 @@ class RestoraRestore(io.ComfyNode):
 
     @classmethod
     def execute(cls, image: torch.Tensor, mode: str, degradations: str, strength: float, max_iterations: int,
-                model: RestoraModel | None = None) -> io.NodeOutput:
+                model: RestoraModel | None = None, refine: bool = True) -> io.NodeOutput:
         m = _model(model)
         _prepare(m, image)
-        out = restore_images(m.engine, image, mode, degradations, strength, max_iterations, _progress())
+        out = restore_images(m.engine, image, mode, degradations, strength, max_iterations, _progress(), refine)
         return io.NodeOutput(out.image, out.uncertainty, out.report, ui=ui.PreviewText(out.report))
 
 

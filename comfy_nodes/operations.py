@@ -65,7 +65,8 @@ class RestoreOutput:
 
 
 def restore_images(engine, image: torch.Tensor, mode: str = "auto", degradations: str = "",
-                   strength: float = 1.0, max_iterations: int = 3, progress: Progress = None) -> RestoreOutput:
+                   strength: float = 1.0, max_iterations: int = 3, progress: Progress = None,
+                   refine: bool = True) -> RestoreOutput:
     """Restore every image of a batch with the restore -> assess loop.
 
     Parameters
@@ -82,11 +83,14 @@ def restore_images(engine, image: torch.Tensor, mode: str = "auto", degradations
         Most restore -> assess rounds; a round is kept only while quality improves.
     progress : callable, optional
         ``progress(done, total)`` between tiles.
+    refine : bool
+        Run the second stage (a noise-model Wiener filter guided by the rounds) where noise
+        was found.
     """
     names = parse_degradations(mode, degradations)
     t0 = time.perf_counter()
     x, alpha = image_to_engine(image)
-    r = engine.restore(x, names, int(max_iterations), float(strength), progress=progress)
+    r = engine.restore(x, names, int(max_iterations), float(strength), progress=progress, refine=bool(refine))
     seconds = time.perf_counter() - t0
     n = x.shape[0]
     lines = [f"{_label(i, n)}degradations: {_found(r.degradation_probs[i])}; quality "

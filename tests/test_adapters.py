@@ -18,7 +18,7 @@ SMALL = dict(channels=(8, 16, 16), encoder_blocks=(1, 1))
 
 
 def test_new_adapters_leave_the_shipped_model_unchanged():
-    _, state = load_state(resolve_weights("default").path)
+    _, state = load_state(resolve_weights("restora-base").path)  # the shipped model without adapters
     base, adapted = RestoraNet(), RestoraNet(RestoraNetConfig(adapters=DEGRADATIONS))
     base.load_state_dict(state)
     missing = adapted.load_state_dict(state, strict=False).missing_keys
@@ -29,6 +29,70 @@ def test_new_adapters_leave_the_shipped_model_unchanged():
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     assert b["estimator_logits"].shape == (1, 1 + len(DEGRADATIONS), 24, 32)
+
+
+def test_image_level_blend_ramps_the_degradation_probabilities():
+    """Per-image blending (the default): an adapter acts only where the quality head is sure of
+    its degradation, from 0 at probability 0.5 to fully at 0.8, in the adapters' order."""
+    model = RestoraNet(RestoraNetConfig(adapters=("haze", "noise"), **SMALL))
+    p = torch.tensor([[0.9, 0.2, 0.1, 0.65, 0.5, 0.79]])  # DEGRADATIONS order: noise, blur, rain, haze, ...
+    w = model.image_adapter_weights(torch.logit(p))
+    torch.testing.assert_close(w, torch.tensor([[0.5, 1.0]]), atol=1e-5, rtol=0)
+    assert model.blends_per_image and not RestoraNet(RestoraNetConfig(**SMALL)).blends_per_image
+    with pytest.raises(ValueError, match="adapter_blend"):
+        RestoraNet(RestoraNetConfig(adapters=("haze",), adapter_blend="region", **SMALL))
+
+
+def test_grey_adapters_act_on_grey_images_only():
+    model = RestoraNet(RestoraNetConfig(adapters=("noise", "haze"), grey_adapters=("noise",), **SMALL))
+    logits = torch.logit(torch.tensor([[0.95, 0.1, 0.1, 0.95, 0.1, 0.1]] * 2))
+    w = model.image_adapter_weights(logits, torch.tensor([True, False]))
+    torch.testing.assert_close(w, torch.tensor([[1.0, 1.0], [0.0, 1.0]]))
+    x = torch.rand(2, 1, 8, 8).expand(-1, 3, -1, -1).clone()
+    x[1, 0, 0, 0] += 0.01
+    assert model.is_grey(x).tolist() == [True, False]
+    with pytest.raises(ValueError, match="grey_adapters"):
+        RestoraNet(RestoraNetConfig(adapters=("haze",), grey_adapters=("noise",), **SMALL))
+
+
+def test_forward_blends_by_its_own_assessment():
+    torch.manual_seed(0)
+    model = RestoraNet(RestoraNetConfig(adapters=DEGRADATIONS, **SMALL)).eval()
+    for module in model.adapters.values():
+        torch.nn.init.normal_(module.up.weight, std=0.1)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+        w = model.image_adapter_weights(out["degradation_logits"])
+        torch.testing.assert_close(out["restored"], model(x, adapter_weights=w)["restored"])
+        pixel = RestoraNet(RestoraNetConfig(adapters=DEGRADATIONS, adapter_blend="pixel", **SMALL)).eval()
+        pixel.load_state_dict(model.state_dict())
+        assert not torch.allclose(pixel(x)["restored"], out["restored"])  # the estimator's blend differs
+
+
+def test_dropping_an_adapter_equals_holding_its_weight_at_zero():
+    from restora.training.export import drop_adapters
+
+    torch.manual_seed(1)
+    full = RestoraNet(RestoraNetConfig(adapters=DEGRADATIONS, adapter_blend="pixel", **SMALL)).eval()
+    for module in full.adapters.values():
+        torch.nn.init.normal_(module.up.weight, std=0.1)
+    config, state = drop_adapters(full.config.to_dict(), full.state_dict(), ["noise", "jpeg"])
+    assert config["adapters"] == ["blur", "rain", "haze", "low_light"]
+    less = RestoraNet(RestoraNetConfig.from_dict(config)).eval()
+    less.load_state_dict(state)
+    x = torch.rand(1, 3, 32, 32)
+    w = torch.rand(1, len(DEGRADATIONS), 16, 16)
+    kept = [DEGRADATIONS.index(n) for n in config["adapters"]]
+    with torch.no_grad():
+        zeroed = w.clone()
+        zeroed[:, [0, 5]] = 0
+        torch.testing.assert_close(less(x, adapter_weights=w[:, kept])["restored"],
+                                   full(x, adapter_weights=zeroed)["restored"])
+        # the estimator keeps its other classes' logits
+        torch.testing.assert_close(less(x)["estimator_logits"], full(x)["estimator_logits"][:, [0, 2, 3, 4, 5]])
+    with pytest.raises(ValueError, match="cannot drop"):
+        drop_adapters(config, state, ["noise"])
 
 
 def test_adapter_weights_blend_per_pixel():
@@ -143,3 +207,14 @@ def test_engine_runs_a_model_with_adapters_exactly_tiled(tmp_path):
     torch.testing.assert_close(whole.image, tiled.image, atol=1e-4, rtol=0)
     torch.testing.assert_close(whole.uncertainty, tiled.uncertainty, atol=1e-4, rtol=0)
     torch.testing.assert_close(whole.quality_before, tiled.quality_before, atol=1e-4, rtol=0)
+
+
+def test_engine_keeps_a_grey_image_grey():
+    """Grey stored as RGB stays grey through the rounds, so grey-only adapters see it as grey."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    grey = np.clip(0.5 + 0.3 * np.sin(np.arange(64) / 6)[None, :] + rng.normal(0, 0.1, (64, 64)), 0, 1)
+    image = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+    r = restora.restore(image, device="cpu", max_iterations=2)
+    assert np.array_equal(r.image[..., 0], r.image[..., 1]) and np.array_equal(r.image[..., 0], r.image[..., 2])

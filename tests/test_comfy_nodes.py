@@ -122,6 +122,9 @@ def test_restore_removes_noise(engine, rng):
     out = operations.restore_images(engine, noisy)
     assert (out.image - clean).abs().mean() < 0.6 * (noisy - clean).abs().mean()
     assert all(q1 > q0 for q0, q1 in zip(out.quality_before, out.quality_after))
+    assert "+ refinement" in out.report  # the second stage ran on this noise...
+    plain = operations.restore_images(engine, noisy, refine=False)
+    assert "+ refinement" not in plain.report and not torch.equal(plain.image, out.image)  # ...and is optional
 
 
 def test_restore_keeps_alpha_and_grey(engine, rng):

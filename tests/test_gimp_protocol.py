@@ -268,6 +268,10 @@ def test_restore_through_the_engine(engine, rng, dtype, channels):
     if channels >= 3:
         assert "noise" in reply["report"]["found"]
         assert reply["report"]["quality_after"] > reply["report"]["quality_before"]
+        assert reply["report"]["refined"]
+        plain, _ = engine.call("restore", image.tobytes(), 48, 40, channels, dtype,
+                               {"degradations": "auto", "max_iterations": 2, "refine": False})
+        assert not plain["report"]["refined"]
         assert np.abs(result[..., :3].astype(float) - before[..., :3]).mean() > 0.01 * np.iinfo(np.uint8).max \
             if dtype == "uint8" else not np.array_equal(result[..., :3], before[..., :3])
     # grey: today's model finds no noise in grey images (see the issue-8 note), so only the
@@ -317,6 +321,7 @@ def test_engine_keeps_weights_loaded_between_connections(engine, rng):
     ({"colour": 1}, "unknown option"),
     ({"strength": "x"}, "strength must be a number"),
     ({"strength": 2}, r"must lie in \[0, 1\]"),
+    ({"refine": "no"}, "refine must be true or false"),
 ])
 def test_engine_refuses_bad_options_and_keeps_serving(engine, options, match):
     with pytest.raises(rp.EngineError, match=match) as e:

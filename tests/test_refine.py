@@ -8,7 +8,7 @@ import torch
 
 import restora
 from restora.engine import engine as engine_mod
-from restora.engine.refine import noise_gate, noise_sigma, refine_noise, wiener_refine
+from restora.engine.refine import noise_gate, noise_model, noise_sigma, refine_noise, wiener_refine
 from restora.metrics import psnr
 
 from helpers import smooth_image
@@ -37,6 +37,36 @@ def test_noise_sigma_of_grey_noise_stored_as_rgb(rng):
     est = noise_sigma(noisy)[0]
     assert est[0] == pytest.approx(0.1 * 3**0.5, rel=0.12) and float(est[1:].max()) < 1e-6
     assert noise_sigma(clean)[0, 0] < 0.01  # a smooth clean image has next to none
+
+
+def _poisson_gaussian(clean: torch.Tensor, gain: float, sigma: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return gain * torch.poisson(clean / gain, generator=g) + sigma * torch.randn(clean.shape, generator=g)
+
+
+@pytest.mark.parametrize("gain, sigma", [(0.01, 0.0), (0.004, 0.02), (0.0, 0.05)])
+def test_noise_model_recovers_poisson_gaussian_noise(gain, sigma, rng):
+    """Variance gain * x + sigma^2 is recovered from the noisy image alone (grey, as a
+    microscope's camera gives), and a pure Gaussian level reads as no gain."""
+    clean = 0.05 + 0.9 * _smooth(rng, (1, 1, 192, 192))
+    noisy = _poisson_gaussian(clean, gain, sigma, 4) if gain else clean + sigma * torch.randn(
+        clean.shape, generator=torch.Generator().manual_seed(4))
+    s, a = noise_model(noisy)
+    assert s.shape == a.shape == (1, 1)
+    for level in (0.1, 0.5, 0.9):  # the fitted variance where it matters, at every intensity
+        assert float(s[0, 0] ** 2 + a[0, 0] * level) == pytest.approx(sigma**2 + gain * level, rel=0.2)
+    np.testing.assert_allclose(noise_model(noisy, clean)[1].numpy(), gain, atol=2e-3)
+
+
+def test_noise_model_of_a_flat_or_tiny_image():
+    flat = torch.full((2, 3, 64, 64), 0.4)
+    s, a = noise_model(flat + 0.1 * torch.randn(flat.shape, generator=torch.Generator().manual_seed(5)))
+    assert s.shape == (2, 3) and float(a.max()) < 0.02  # one intensity: nothing to fit a slope on
+    np.testing.assert_allclose(s[:, 0].numpy(), 0.1, rtol=0.15)
+    s, a = noise_model(torch.rand(1, 1, 1, 9))
+    assert float(s) == 0 and float(a) == 0
+    with pytest.raises(ValueError, match="pilot"):
+        noise_model(flat, flat[:, :1])
 
 
 def test_refinement_beats_its_pilot(rng):

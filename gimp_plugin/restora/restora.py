@@ -179,7 +179,7 @@ def restore_options(config):
         if not chosen:
             raise rp.EngineError("input", "'auto' is off and no degradation is ticked; tick 'auto' or at least one")
     return {"degradations": chosen, "strength": config.get_property("strength"),
-            "max_iterations": config.get_property("max-iterations")}
+            "max_iterations": config.get_property("max-iterations"), "refine": config.get_property("refine")}
 
 
 def run_restore(procedure, run_mode, image, drawables, config, data):
@@ -279,6 +279,8 @@ class Restora(Gimp.PlugIn):
             p.add_double_argument("strength", "_Strength", "0 keeps the input, 1 the full restoration",
                                   0.0, 1.0, 1.0, flags)
             p.add_int_argument("max-iterations", "_Max iterations", "Most restore-assess rounds", 1, 10, 3, flags)
+            p.add_boolean_argument("refine", "Second stage (noise)",
+                                   "Where noise was found, a noise-model Wiener filter guided by the rounds", True, flags)
             p.add_double_return_value("quality-before", "Quality before", "No-reference quality, 0 to 1",
                                       0.0, 1.0, 0.0, flags)
             p.add_double_return_value("quality-after", "Quality after", "No-reference quality, 0 to 1",

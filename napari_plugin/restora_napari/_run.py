@@ -40,6 +40,7 @@ class Request:
     degradations: str | tuple[str, ...] = "auto"
     max_iterations: int = 3
     target_quality: float | None = None
+    refine: bool = True
     value_range: str = "auto"
     tile_size: int = 512
     device: str = "auto"
@@ -61,7 +62,7 @@ class Request:
         """The options as plain values, for the result layer's metadata."""
         return {
             "operation": self.operation, "axes": self.axes.names, "degradations": self.degradations,
-            "max_iterations": self.max_iterations, "target_quality": self.target_quality,
+            "max_iterations": self.max_iterations, "target_quality": self.target_quality, "refine": self.refine,
             "in_range": self.in_range(), "tile_size": self.tile_size, "device": self.device,
         }
 
@@ -87,7 +88,7 @@ def run(request: Request, progress: Callable[[int, int], None] | None = None):
     if request.operation == "restore":
         return restora.restore(data, degradations=request.degradations,
                                max_iterations=request.max_iterations,
-                               target_quality=request.target_quality, **common)
+                               target_quality=request.target_quality, refine=request.refine, **common)
     if request.operation == "assess":
         return restora.assess(data, **common)
     if request.operation == "segment":

@@ -78,6 +78,8 @@ class RestoraWidget(Container):
         self._max_iterations = SpinBox(label="max iterations", min=1, max=10, value=3)
         self._target = FloatSpinBox(label="target quality", min=0.0, max=1.0, step=0.05, value=0.0,
                                     tooltip="stop once the assessed quality reaches this; 0 = off")
+        self._refine = CheckBox(text="second stage (noise)", value=True,
+                                tooltip="after the rounds, a noise-model Wiener filter guided by them, where noise was found")
         self._value_range = ComboBox(label="value range", choices=RANGES, value="auto",
                                      tooltip="auto: uint16 by its own min..max, others by their dtype's range")
         self._tile = SpinBox(label="tile size", min=128, max=4096, step=64, value=512,
@@ -96,7 +98,7 @@ class RestoraWidget(Container):
 
         options = Container(labels=True, widgets=[
             self._layer, self._axes, self._operation, self._mode, self._degradations, self._max_iterations,
-            self._target, self._value_range, self._tile, self._device, self._device_info, self._uncertainty,
+            self._target, self._refine, self._value_range, self._tile, self._device, self._device_info, self._uncertainty,
         ])
         buttons = Container(layout="horizontal", labels=False, widgets=[self._run, self._cancel])
         self.extend([options, buttons, self._progress, self._status, self._legend])
@@ -155,7 +157,7 @@ class RestoraWidget(Container):
 
     def _show_options(self, _value=None) -> None:
         restore = self._operation.value == "restore"
-        for w in (self._mode, self._max_iterations, self._target):
+        for w in (self._mode, self._max_iterations, self._target, self._refine):
             w.visible = restore
         self._degradations.visible = restore and self._mode.value == "only these"
         self._uncertainty.visible = self._operation.value == "segment"
@@ -179,7 +181,7 @@ class RestoraWidget(Container):
         return Request(
             operation=self._operation.value, data=layer.data, axes=self._layer_axes(layer),
             degradations=degradations, max_iterations=int(self._max_iterations.value),
-            target_quality=float(self._target.value) or None, value_range=self._value_range.value,
+            target_quality=float(self._target.value) or None, refine=bool(self._refine.value), value_range=self._value_range.value,
             tile_size=int(self._tile.value), device=self._device.value,
         )
 

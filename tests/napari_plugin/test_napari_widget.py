@@ -121,12 +121,16 @@ def test_restore_only_chosen_degradations_in_tiles(open_widget, wait):
     widget._degradations.value = ["noise"]
     widget._max_iterations.value = 1
     widget._tile.value = 128  # smaller than the image: the engine runs it in tiles
+    assert _shown(widget._refine) and widget._refine.value  # the second stage is on by default
+    widget._refine.value = False
     totals = []
     widget._relay.progressed.connect(lambda done, total: totals.append(total))
     widget.run()
     wait(widget)
-    settings = viewer.layers["wide [restored]"].metadata["restora"]["settings"]
+    meta = viewer.layers["wide [restored]"].metadata["restora"]
+    settings = meta["settings"]
     assert settings["degradations"] == ("noise",) and settings["tile_size"] == 128
+    assert settings["refine"] is False and meta["refined"] is False
     assert totals and totals[-1] > 2 * 2  # (1 round + 1 assessment) x several tiles per pass
 
 

@@ -121,27 +121,56 @@ class Engine:
         weight_sum = torch.zeros(hp, wp)
         for tile in tiles:
             weight_sum[tile.ys, tile.xs] += tile.weight
+        # Adapters blended per image need the whole image's latent statistics before any tile
+        # is decoded: one tile has them at once; several take an encoder-only sweep first.
+        per_image = decode and getattr(model, "blends_per_image", False)
+        two_sweeps = per_image and len(tiles) > 1
+        stats = self._latent_stats(xp, tiles, weight_sum) if two_sweeps else None
+        grey = model.is_grey(xp) if per_image else None
         s1 = s2 = None
         n = 0.0
         for tile in tiles:
             xt = xp[:, :, tile.ys, tile.xs].to(self.device)
             wt = (tile.weight / weight_sum[tile.ys, tile.xs]).to(self.device)[None, None]
             e1, e2, latent = model.encode(xt)
-            wl = F.avg_pool2d(wt, m) if m > 1 else wt
-            # float64 sums: the variance E[f^2] - E[f]^2 cancels, and tiles must add up exactly
-            lat, wl = latent.double(), wl.double()
-            a, b = (lat * wl).sum((2, 3)), (lat * lat * wl).sum((2, 3))
-            s1, s2, n = (a, b, float(wl.sum())) if s1 is None else (s1 + a, s2 + b, n + float(wl.sum()))
+            if stats is None:
+                a, b, c = self._tile_stats(latent, wt)
+                s1, s2, n = (a, b, c) if s1 is None else (s1 + a, s2 + b, n + c)
             if decode:
-                out = model.decode(xt, e1, e2, latent)
+                weights = None
+                if per_image:
+                    s = stats or (s1, s2, n)
+                    logits = model.quality_from_stats(s[0].float(), s[1].float(), s[2])[1]
+                    weights = model.image_adapter_weights(logits, grey.to(logits.device))
+                out = model.decode(xt, e1, e2, latent, weights)
                 for k in acc:
                     acc[k][:, :, tile.ys, tile.xs] += (out[k] * wt).to(acc[k].device)
             ticker.tick()
+        if stats is not None:
+            s1, s2, n = stats
         quality, deg_logits = model.quality_from_stats(s1.float(), s2.float(), n)
         result = {"quality": quality.cpu(), "degradation_probs": torch.sigmoid(deg_logits).cpu()}
         for k, v in acc.items():
             result[k] = v[:, :, :h, :w].cpu()
         return result
+
+    def _tile_stats(self, latent: torch.Tensor, wt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One tile's weighted latent sums, in float64: the variance E[f^2] - E[f]^2 cancels,
+        and tiles must add up exactly."""
+        m = self.multiple
+        wl = (F.avg_pool2d(wt, m) if m > 1 else wt).double()
+        lat = latent.double()
+        return (lat * wl).sum((2, 3)), (lat * lat * wl).sum((2, 3)), float(wl.sum())
+
+    def _latent_stats(self, xp: torch.Tensor, tiles, weight_sum: torch.Tensor):
+        """The whole image's latent sums by an encoder-only sweep over ``tiles``."""
+        s1 = s2 = None
+        n = 0.0
+        for tile in tiles:
+            wt = (tile.weight / weight_sum[tile.ys, tile.xs]).to(self.device)[None, None]
+            a, b, c = self._tile_stats(self.model.encode(xp[:, :, tile.ys, tile.xs].to(self.device))[2], wt)
+            s1, s2, n = (a, b, c) if s1 is None else (s1 + a, s2 + b, n + c)
+        return s1, s2, n
 
     @staticmethod
     def _to_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -242,6 +271,10 @@ class Engine:
         return (best + strength * step).clamp(0, 1)
 
     def _restore_one(self, x, degradations, max_iterations, strength, target_quality, margin, ticker, refine):
+        # A grey image stays grey through the rounds (channels averaged), so that it is seen,
+        # and its adapters chosen, as grey in every round.
+        grey = bool((x.amax(1) - x.amin(1)).max() == 0)
+        keep_grey = (lambda t: t.mean(1, keepdim=True).expand_as(t).contiguous()) if grey else (lambda t: t)
         out = first = self._pass(x, True, ticker)
         best, best_q = x, float(out["quality"][0])
         q0, deg = best_q, out["degradation_probs"]
@@ -251,7 +284,7 @@ class Engine:
         for round_ in range(max_iterations):
             if target_quality is not None and best_q >= target_quality:
                 break
-            candidate = self._propose(best, out, degradations, strength)
+            candidate = keep_grey(self._propose(best, out, degradations, strength))
             last = round_ == max_iterations - 1
             nxt = self._pass(candidate, not last, ticker)
             q = float(nxt["quality"][0])
@@ -266,6 +299,7 @@ class Engine:
         if refine and accepted and (target_quality is None or best_q < target_quality) and noise >= 0.5:
             candidate = self._refine(x, best, first, degradations, strength)
             if candidate is not None:
+                candidate = keep_grey(candidate)
                 # Kept on the noise model's word (the gates in _refine), not the quality head's:
                 # the head, trained on the network's own outputs, rates refined images 0.13-0.33
                 # lower although their true quality is 0.02-0.08 higher (4 val/bsds images,

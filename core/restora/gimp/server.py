@@ -73,7 +73,7 @@ def _float_span(image: np.ndarray) -> tuple[float, float]:
 
 def _options(options: dict) -> dict:
     """Check the request's options; say which one is wrong and what it should be."""
-    known = {"degradations", "strength", "max_iterations", "map"}
+    known = {"degradations", "strength", "max_iterations", "refine", "map"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise RestoraError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -87,6 +87,10 @@ def _options(options: dict) -> dict:
     if not 0 <= out["strength"] <= 1 or not 1 <= out["max_iterations"] <= 100:
         raise RestoraError(f"strength {out['strength']} must lie in [0, 1] and max_iterations "
                            f"{out['max_iterations']} in 1..100")
+    refine = options.get("refine", True)
+    if not isinstance(refine, bool):
+        raise RestoraError(f"refine must be true or false, got {refine!r}")
+    out["refine"] = refine
     out["degradations"] = options.get("degradations", "auto")
     return out
 
@@ -106,7 +110,7 @@ def handle(header: dict, payload, device: str, progress: Callable[[int, int], No
     h, w = image.shape[:2]
     if op == "restore":
         r = restore(colour, options["degradations"], options["max_iterations"], device,
-                    progress=progress, strength=options["strength"])
+                    progress=progress, strength=options["strength"], refine=options["refine"])
         out = r.image if r.image.ndim == 3 else r.image[..., None]
         if (lo, hi) != (0.0, 1.0):
             out = out * np.float32(hi - lo) + np.float32(lo)
