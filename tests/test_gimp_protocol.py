@@ -274,8 +274,8 @@ def test_restore_through_the_engine(engine, rng, dtype, channels):
         assert not plain["report"]["refined"]
         assert np.abs(result[..., :3].astype(float) - before[..., :3]).mean() > 0.01 * np.iinfo(np.uint8).max \
             if dtype == "uint8" else not np.array_equal(result[..., :3], before[..., :3])
-    # grey: today's model finds no noise in grey images (see the issue-8 note), so only the
-    # round trip is checked: same shape and dtype, and a report
+    # grey: only the round trip is checked here (same shape and dtype, and a report); grey
+    # denoising itself is tests/test_quality.py's
     assert set(reply["report"]) >= {"quality_before", "quality_after", "degradations", "iterations"}
     if channels in (2, 4):
         assert np.array_equal(result[..., -1], before[..., -1])
