@@ -83,4 +83,4 @@ def test_grey_microscopy_is_denoised():
     noisy, clean = stack[0, 0], stack[1, 0]
     r = restora.restore(noisy, device="cpu")
     assert r.degradations["noise"] > 0.5
-    assert psnr(r.image, clean) >= psnr(noisy, clean) + 5.0  # measured 22.6 -> 29.8 dB
+    assert psnr(r.image, clean) >= psnr(noisy, clean) + 5.0  # measured 22.6 -> 31.3 dB

@@ -69,6 +69,21 @@ def test_noise_model_of_a_flat_or_tiny_image():
         noise_model(flat, flat[:, :1])
 
 
+def test_signal_dependent_refinement_beats_one_level():
+    """Poisson noise on dark and bright halves (variance 30x apart): the signal-dependent model
+    filters each half at its own level, the one-level model at the median level."""
+    clean = torch.full((1, 1, 128, 128), 0.03)
+    clean[..., 64:] = 0.9
+    clean = clean + 0.02 * torch.sin(torch.arange(128.0) / 5)[None, None, :, None]
+    noisy = _poisson_gaussian(clean, 0.02, 0.0, 6)
+    pilot = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(noisy, (2, 2, 2, 2), mode="reflect"), 5, 1)
+    flat = float(psnr(refine_noise(noisy, pilot), clean))
+    assert float(psnr(refine_noise(noisy, pilot, signal_dependent=True), clean)) > flat + 0.5
+    s, a = noise_model(noisy)
+    gate = noise_gate(noisy, pilot, s, gain=a)
+    assert float(gate.mean()) > 0.9  # the pilot removed no more than the noise model allows
+
+
 def test_refinement_beats_its_pilot(rng):
     """Filtering the noisy input with a fair pilot (here a blurred copy) beats the pilot."""
     clean = _smooth(rng)

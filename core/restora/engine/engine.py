@@ -260,14 +260,15 @@ class Engine:
             step = step * probs[:, idx].sum(1, keepdim=True)
         return (cur + strength * step).clamp(0, 1)
 
-    def _refine(self, x, best, out, degradations, strength) -> torch.Tensor | None:
+    def _refine(self, x, best, out, degradations, strength, grey: bool = False) -> torch.Tensor | None:
         """The second stage, or None where it has nothing to do (it removes noise only, so it
         needs noise among the named degradations; all, for auto). Its change is limited to the
-        pixels the segmentation head calls noisy where the rounds removed no more than noise."""
+        pixels the segmentation head calls noisy where the rounds removed no more than noise.
+        Grey images get the signal-dependent (Poisson-Gaussian) noise model, as microscopy needs."""
         if degradations is not None and "noise" not in degradations:
             return None
         noisy = torch.softmax(out["segment_logits"], 1)[:, SEGMENT_CLASSES.index("noise")][:, None]
-        step = refine_noise(x, best, noisy) - best
+        step = refine_noise(x, best, noisy, signal_dependent=grey) - best
         return (best + strength * step).clamp(0, 1)
 
     def _restore_one(self, x, degradations, max_iterations, strength, target_quality, margin, ticker, refine):
@@ -297,7 +298,7 @@ class Engine:
         refined = False
         noise = float(deg[0, DEGRADATIONS.index("noise")])
         if refine and accepted and (target_quality is None or best_q < target_quality) and noise >= 0.5:
-            candidate = self._refine(x, best, first, degradations, strength)
+            candidate = self._refine(x, best, first, degradations, strength, grey)
             if candidate is not None:
                 candidate = keep_grey(candidate)
                 # Kept on the noise model's word (the gates in _refine), not the quality head's:

@@ -135,10 +135,13 @@ def _dct_basis(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor
 
 
 def _wiener_padded(y: torch.Tensor, p: torch.Tensor, s2: torch.Tensor, basis: torch.Tensor, stride: int,
-                   pilot_dc: bool):
-    """Weighted sums and weights of the filtered blocks over padded (B*C, 1, h, w) planes."""
+                   pilot_dc: bool, gain: torch.Tensor | None = None, level: torch.Tensor | None = None):
+    """Weighted sums and weights of the filtered blocks over padded (B*C, 1, h, w) planes.
+    With ``gain`` (B*C, 1, 1, 1), each block's variance is ``s2 + gain * mean(level)``."""
     yc = F.conv2d(y, basis, stride=stride)
     pc = F.conv2d(p, basis, stride=stride)
+    if gain is not None:
+        s2 = s2 + gain * F.avg_pool2d(level, basis.shape[-1], stride).clamp(min=0)
     pp = pc * pc
     gain = pp / (pp + s2)
     if pilot_dc:  # each block's mean from the pilot, unfiltered
@@ -160,6 +163,7 @@ def wiener_refine(
     rows: int = 256,
     passes: int = 2,
     pilot_dc: bool = True,
+    gain: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Empirical Wiener filter of ``noisy`` in the DCT of overlapping blocks, guided by ``pilot``.
 
@@ -186,6 +190,10 @@ def wiener_refine(
         input's: the network's local means are closer to the truth than the noisy ones
         (+0.12 dB at sigma 25), and the network's tonal corrections (brightening a dark
         image) survive instead of being filtered back to the input's.
+    gain : Tensor or float, optional
+        Signal-dependent (Poisson-Gaussian) noise as `noise_model` fits it: each block's
+        variance is ``sigma**2 + gain * m``, ``m`` the block's mean intensity in the current
+        pilot; (B, C) or one number. None: ``sigma`` alone.
 
     Returns
     -------
@@ -210,16 +218,19 @@ def wiener_refine(
         return F.pad(_to_opponent(x.float()).reshape(b * c, 1, h, w), (pad, pad + ex, pad, pad + ey), mode=mode)
 
     y = padded(noisy)
+    a = None if gain is None else _per_channel(gain, b, c, noisy.device).reshape(b * c, 1, 1, 1)
     rows = max(stride, rows - rows % stride)
     for _ in range(passes):  # each pass after the first is piloted by the last one's result
         p = padded(pilot)
+        lv = None if a is None else _intensity(p.view(b, c, *p.shape[1:])).expand(b, c, *p.shape[1:]).reshape(p.shape)
         out = []
         for top in range(0, h + pad, rows):  # output rows [top, top + rows) of the padded image
             lo = max(0, top - pad)
             lo -= lo % stride  # block origins stay on the global grid
             hi = min(y.shape[2], top + rows + pad)
             hi -= (hi - lo - block) % stride
-            num, den = _wiener_padded(y[:, :, lo:hi], p[:, :, lo:hi], s2, basis, stride, pilot_dc)
+            num, den = _wiener_padded(y[:, :, lo:hi], p[:, :, lo:hi], s2, basis, stride, pilot_dc,
+                                      a, None if lv is None else lv[:, :, lo:hi])
             out.append((num / den)[:, :, top - lo : top - lo + rows])
         z = torch.cat(out, 2)[:, :, pad : pad + h, pad : pad + w]
         pilot = _from_opponent(z.reshape(b, c, h, w)).clamp(0, 1)
@@ -228,38 +239,64 @@ def wiener_refine(
 
 def noise_gate(
     noisy: torch.Tensor, pilot: torch.Tensor, sigma: torch.Tensor | float,
-    window: int = 15, low: float = 2.0, high: float = 4.0,
+    window: int = 15, low: float = 2.0, high: float = 4.0, gain: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Where the pilot's change to ``noisy`` is no more than noise: (B, 1, H, W) in [0, 1].
 
     The discrepancy principle: a denoiser removes about the noise's energy. Where the local
     energy of ``noisy - pilot`` (a ``window`` box) is at most ``low`` times the noise model's,
     the gate is 1; beyond ``high`` times, where the network removed haze, rain or a CutMix
-    region's other degradation, it is 0 and the pilot is kept; linear between.
+    region's other degradation, it is 0 and the pilot is kept; linear between. With ``gain``
+    the noise model's energy grows with the pilot's local intensity (see `wiener_refine`).
     """
     _check(noisy, "noisy")
-    s2 = _variances(sigma, noisy.shape[0], noisy.shape[1], noisy.device).sum(1)
+    b, c = noisy.shape[:2]
+    pool = lambda t: F.avg_pool2d(t, window, 1, window // 2, count_include_pad=False)
+    s2 = _variances(sigma, b, c, noisy.device).sum(1)[:, None, None, None]
+    if gain is not None:
+        s2 = s2 + _per_channel(gain, b, c, noisy.device).sum(1)[:, None, None, None] * pool(
+            _intensity(_to_opponent(pilot.float())).clamp(min=0))
     energy = (_to_opponent(noisy.float()) - _to_opponent(pilot.float())).square().sum(1, keepdim=True)
-    local = F.avg_pool2d(energy, window, 1, window // 2, count_include_pad=False)
-    ratio = local / s2.clamp(min=1e-12)[:, None, None, None]
+    ratio = pool(energy) / s2.clamp(min=1e-12)
     return ((high - ratio) / (high - low)).clamp(0, 1)
 
 
-def refine_noise(noisy: torch.Tensor, pilot: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+def refine_noise(noisy: torch.Tensor, pilot: torch.Tensor, where: torch.Tensor | None = None,
+                 signal_dependent: bool = False) -> torch.Tensor:
     """The engine's second stage: `wiener_refine` at the level `noise_sigma` reads from
     ``noisy``, applied where `noise_gate` allows (and, if given, in proportion to ``where``,
-    (B, 1, H, W) in [0, 1], e.g. the segmentation head's noise probability)."""
-    sigma = noise_sigma(noisy)
-    gate = noise_gate(noisy, pilot, sigma)
+    (B, 1, H, W) in [0, 1], e.g. the segmentation head's noise probability).
+
+    ``signal_dependent`` uses the Poisson-Gaussian `noise_model` instead. The engine takes it
+    for grey images: on 12 held-out W2S microscopy images it gave +1.03 dB over the network's
+    result where the one-level model lost 0.85 dB; on colour photographs it lost 0.2-0.7 dB,
+    texture passing for signal-dependent noise.
+    """
+    if signal_dependent:
+        sigma, gain = noise_model(noisy)
+    else:
+        sigma, gain = noise_sigma(noisy), None
+    gate = noise_gate(noisy, pilot, sigma, gain=gain)
     if where is not None:
         gate = gate * where
-    return pilot + (wiener_refine(noisy, pilot, sigma) - pilot) * gate
+    return pilot + (wiener_refine(noisy, pilot, sigma, gain=gain) - pilot) * gate
+
+
+def _per_channel(v: torch.Tensor | float, b: int, c: int, device: torch.device) -> torch.Tensor:
+    """(B, C) from one number, or one per image and opponent channel."""
+    v = torch.as_tensor(v, dtype=torch.float32, device=device)
+    return (v.expand(b, c) if v.ndim < 2 else v).float()
 
 
 def _variances(sigma: torch.Tensor | float, b: int, c: int, device: torch.device) -> torch.Tensor:
     """Noise variances (B, C) from one level, or one per image and opponent channel."""
-    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=device)
-    return (sigma.expand(b, c) if sigma.ndim < 2 else sigma).float().square()
+    return _per_channel(sigma, b, c, device).square()
+
+
+def _intensity(o: torch.Tensor) -> torch.Tensor:
+    """The channels' mean intensity (B, 1, H, W) of opponent planes (B, C, H, W): the
+    luminance plane over sqrt(3), or the grey plane itself."""
+    return o[:, :1] / math.sqrt(3) if o.shape[1] == 3 else o[:, :1]
 
 
 def _check(x: torch.Tensor, name: str) -> None:
