@@ -124,30 +124,23 @@ class Engine:
         # Adapters blended per image need the whole image's latent statistics before any tile
         # is decoded: one tile has them at once; several take an encoder-only sweep first.
         per_image = decode and getattr(model, "blends_per_image", False)
-        two_sweeps = per_image and len(tiles) > 1
-        stats = self._latent_stats(xp, tiles, weight_sum) if two_sweeps else None
-        grey = model.is_grey(xp) if per_image else None
-        s1 = s2 = None
-        n = 0.0
+        weights = None
+        if per_image and len(tiles) > 1:
+            weights = self._adapter_weights(xp, self._latent_stats(xp, tiles, weight_sum))
+        s1 = s2 = n = 0.0
         for tile in tiles:
             xt = xp[:, :, tile.ys, tile.xs].to(self.device)
             wt = (tile.weight / weight_sum[tile.ys, tile.xs]).to(self.device)[None, None]
             e1, e2, latent = model.encode(xt)
-            if stats is None:
-                a, b, c = self._tile_stats(latent, wt)
-                s1, s2, n = (a, b, c) if s1 is None else (s1 + a, s2 + b, n + c)
+            a, b, c = self._tile_stats(latent, wt)
+            s1, s2, n = s1 + a, s2 + b, n + c
             if decode:
-                weights = None
-                if per_image:
-                    s = stats or (s1, s2, n)
-                    logits = model.quality_from_stats(s[0].float(), s[1].float(), s[2])[1]
-                    weights = model.image_adapter_weights(logits, grey.to(logits.device))
+                if per_image and weights is None:  # one tile: its statistics are the image's
+                    weights = self._adapter_weights(xp, (s1, s2, n))
                 out = model.decode(xt, e1, e2, latent, weights)
                 for k in acc:
                     acc[k][:, :, tile.ys, tile.xs] += (out[k] * wt).to(acc[k].device)
             ticker.tick()
-        if stats is not None:
-            s1, s2, n = stats
         quality, deg_logits = model.quality_from_stats(s1.float(), s2.float(), n)
         result = {"quality": quality.cpu(), "degradation_probs": torch.sigmoid(deg_logits).cpu()}
         for k, v in acc.items():
@@ -164,13 +157,17 @@ class Engine:
 
     def _latent_stats(self, xp: torch.Tensor, tiles, weight_sum: torch.Tensor):
         """The whole image's latent sums by an encoder-only sweep over ``tiles``."""
-        s1 = s2 = None
-        n = 0.0
+        s1 = s2 = n = 0.0
         for tile in tiles:
             wt = (tile.weight / weight_sum[tile.ys, tile.xs]).to(self.device)[None, None]
             a, b, c = self._tile_stats(self.model.encode(xp[:, :, tile.ys, tile.xs].to(self.device))[2], wt)
-            s1, s2, n = (a, b, c) if s1 is None else (s1 + a, s2 + b, n + c)
+            s1, s2, n = s1 + a, s2 + b, n + c
         return s1, s2, n
+
+    def _adapter_weights(self, xp: torch.Tensor, stats) -> torch.Tensor:
+        """The model's per-image adapter weights for image ``xp`` from its latent sums."""
+        logits = self.model.quality_from_stats(stats[0].float(), stats[1].float(), stats[2])[1]
+        return self.model.image_adapter_weights(logits, self.model.is_grey(xp).to(logits.device))
 
     @staticmethod
     def _to_rgb(x: torch.Tensor) -> torch.Tensor:

@@ -135,13 +135,13 @@ def _dct_basis(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor
 
 
 def _wiener_padded(y: torch.Tensor, p: torch.Tensor, s2: torch.Tensor, basis: torch.Tensor, stride: int,
-                   pilot_dc: bool, gain: torch.Tensor | None = None, level: torch.Tensor | None = None):
+                   pilot_dc: bool, slope: torch.Tensor | None = None, level: torch.Tensor | None = None):
     """Weighted sums and weights of the filtered blocks over padded (B*C, 1, h, w) planes.
-    With ``gain`` (B*C, 1, 1, 1), each block's variance is ``s2 + gain * mean(level)``."""
+    With ``slope`` (B*C, 1, 1, 1), each block's variance is ``s2 + slope * mean(level)``."""
     yc = F.conv2d(y, basis, stride=stride)
     pc = F.conv2d(p, basis, stride=stride)
-    if gain is not None:
-        s2 = s2 + gain * F.avg_pool2d(level, basis.shape[-1], stride).clamp(min=0)
+    if slope is not None:
+        s2 = s2 + slope * F.avg_pool2d(level, basis.shape[-1], stride).clamp(min=0)
     pp = pc * pc
     gain = pp / (pp + s2)
     if pilot_dc:  # each block's mean from the pilot, unfiltered

@@ -152,8 +152,6 @@ class RestoraNet(nn.Module):
         only where the quality head is sure (on 4 val/bsds crops a plain probability blend lost
         0.3 dB on JPEG to blur/JPEG confusion, this ramp 0.1). ``grey`` (B,) bool says which
         images are grey; ``grey_adapters`` are off for the others (and for all when None)."""
-        from .._names import DEGRADATIONS
-
         idx = [DEGRADATIONS.index(a) for a in self.config.adapters]
         w = ((torch.sigmoid(degradation_logits[:, idx]) - 0.5) / 0.3).clamp(0, 1)
         if self.config.grey_adapters:
