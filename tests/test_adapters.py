@@ -70,6 +70,23 @@ def test_forward_blends_by_its_own_assessment():
         assert not torch.allclose(pixel(x)["restored"], out["restored"])  # the estimator's blend differs
 
 
+def test_one_image_blend_folds_into_the_kernels():
+    """With one weight per adapter for the image, the decoder folds the corrections into its
+    kernels: the same result as the per-pixel path with that weight everywhere."""
+    torch.manual_seed(2)
+    model = RestoraNet(RestoraNetConfig(adapters=DEGRADATIONS, **SMALL)).eval()
+    for module in model.adapters.values():
+        torch.nn.init.normal_(module.up.weight, std=0.1)
+    x = torch.rand(1, 3, 32, 40)
+    w = torch.rand(1, len(DEGRADATIONS))
+    with torch.no_grad():
+        folded = model(x, adapter_weights=w)["restored"]
+        everywhere = model(x, adapter_weights=w[:, :, None, None].expand(-1, -1, 16, 20))["restored"]
+        plain = model(x, adapter_weights=torch.zeros_like(w))["restored"]
+    torch.testing.assert_close(folded, everywhere, atol=1e-5, rtol=0)
+    assert (folded - plain).abs().max() > 1e-3  # the adapters did act
+
+
 def test_dropping_an_adapter_equals_holding_its_weight_at_zero():
     from restora.training.export import drop_adapters
 
@@ -207,6 +224,28 @@ def test_engine_runs_a_model_with_adapters_exactly_tiled(tmp_path):
     torch.testing.assert_close(whole.image, tiled.image, atol=1e-4, rtol=0)
     torch.testing.assert_close(whole.uncertainty, tiled.uncertainty, atol=1e-4, rtol=0)
     torch.testing.assert_close(whole.quality_before, tiled.quality_before, atol=1e-4, rtol=0)
+
+
+def test_tiled_per_image_blend_reuses_the_encoder_sweep(monkeypatch):
+    """A tiled pass with per-image adapters encodes each tile once: the sweep that finds the
+    image's weights keeps its features for decoding (within FEATURE_CACHE_BYTES)."""
+    from restora.engine import engine as engine_module
+    from restora.engine.engine import Engine, _Ticker
+
+    engine = Engine("default", "cpu", tile_size=128)
+    assert engine.model.blends_per_image
+    x = torch.rand(1, 3, 200, 136, generator=torch.Generator().manual_seed(4))
+    tiles = engine.tiles_per_pass(200, 136)
+    real_encode, calls = engine.model.encode, []
+    monkeypatch.setattr(engine.model, "encode", lambda t: calls.append(1) or real_encode(t))
+    cached = engine._pass(x, True, _Ticker(None, 0))
+    assert tiles > 1 and len(calls) == tiles
+    monkeypatch.setattr(engine_module, "FEATURE_CACHE_BYTES", 0)
+    calls.clear()
+    uncached = engine._pass(x, True, _Ticker(None, 0))
+    assert len(calls) == 2 * tiles
+    for key in ("restored", "log_error", "segment_logits", "quality"):
+        torch.testing.assert_close(cached[key], uncached[key], atol=0, rtol=0)
 
 
 def test_engine_keeps_a_grey_image_grey():

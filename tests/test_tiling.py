@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,22 @@ def test_window_weights_partition_unity(length, tile):
         total[w.start : w.stop] += w.weight
     assert ws[0].start == 0 and ws[-1].stop == length
     assert (total > 0.999).all()  # every pixel is fully covered by trustworthy outputs
+
+
+@pytest.mark.parametrize("length", [1024, 2048, 1000, 3001])
+def test_windows_are_as_few_and_small_as_cover_allows(length):
+    """As many windows as fixed strides of the largest tile would take, but all of the
+    smallest size that still covers: neighbours overlap little more than they must."""
+    tile, context, blend, m = 512, 48, 16, 4 if length % 4 == 0 else 1
+    ws = windows_1d(length, tile, context, blend, m)
+    stride = (tile - 2 * context - blend) // m * m
+    assert len(ws) == -(-(length - tile) // stride) + 1
+    sizes = {w.stop - w.start for w in ws}
+    assert len(sizes) == 1 and sizes.pop() <= -(-(length + (len(ws) - 1) * (2 * context + blend)) // len(ws)) + 2 * m
+    for a, b in itertools.pairwise(ws):
+        assert a.stop - b.start >= 2 * context + blend
+    if length == 1024:
+        assert [(w.start, w.stop) for w in ws] == [(0, 416), (304, 720), (608, 1024)]
 
 
 def test_zero_weight_within_context_of_inner_edges():

@@ -145,11 +145,15 @@ def _wiener_padded(y: torch.Tensor, p: torch.Tensor, s2: torch.Tensor, basis: to
     pp = pc * pc
     gain = pp / (pp + s2)
     if pilot_dc:  # each block's mean from the pilot, unfiltered
-        yc = torch.cat([pc[:, :1], yc[:, 1:]], 1)
-        gain = torch.cat([torch.ones_like(gain[:, :1]), gain[:, 1:]], 1)
+        yc[:, :1], gain[:, :1] = pc[:, :1], 1.0
     # BM3D's aggregation weight: blocks whose filter keeps less noise count more
     weight = 1.0 / (s2 * (gain * gain).sum(1, keepdim=True) + 1e-12)
-    num = F.conv_transpose2d(gain * yc * weight, basis, stride=stride)
+    # The inverse DCT and overlap-add: a matrix product and fold, 2.5x faster on CPU than
+    # conv_transpose2d with the basis (which equals it).
+    n, k = yc.shape[0], basis.shape[-1]
+    size = ((yc.shape[2] - 1) * stride + k, (yc.shape[3] - 1) * stride + k)
+    blocks = basis.reshape(k * k, k * k).t() @ (gain * yc * weight).flatten(2)
+    num = F.fold(blocks, size, k, stride=stride).view(n, 1, *size)
     den = F.conv_transpose2d(weight, torch.ones_like(basis[:1]), stride=stride)
     return num, den
 

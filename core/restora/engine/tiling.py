@@ -2,8 +2,9 @@
 
 Each tile sees ``context`` extra pixels on every inner side. Its weight is zero over that
 context (where its output lacks surroundings), then ramps linearly to one over ``blend``
-pixels; neighbouring ramps are complementary, so the weights sum to one. With ``context`` at
-least the network's receptive radius, the tiled result equals the whole-image one.
+pixels; where neighbours overlap by more than they must, the weights sum to more than one
+and the engine normalises them. With ``context`` at least the network's receptive radius,
+the tiled result equals the whole-image one.
 """
 
 from __future__ import annotations
@@ -21,16 +22,29 @@ class Window:
 
 
 def windows_1d(length: int, tile: int, context: int, blend: int, multiple: int = 1) -> list[Window]:
-    """Windows covering ``range(length)``; starts are multiples of ``multiple``."""
+    """Windows covering ``range(length)``; starts are multiples of ``multiple``.
+
+    The fewest windows of at most ``tile`` pixels, then the smallest size (one for all) with
+    which that many still cover, so that neighbours overlap little more than the
+    ``2 * context + blend`` they must: on a 1024-pixel edge with 512-pixel tiles, three windows
+    of 416 pixels instead of three of 512.
+    """
     if length <= tile:
         return [Window(0, length, torch.ones(length))]
-    stride = (tile - 2 * context - blend) // multiple * multiple
-    if stride <= 0:
+    overlap = 2 * context + blend
+    floor = lambda v: v // multiple * multiple
+    if floor(tile - overlap) <= 0:
         raise ValueError(f"tile {tile} too small for context {context} and blend {blend}")
-    starts = list(range(0, length - tile, stride)) + [(length - tile) // multiple * multiple]
+    n = -(-(length - tile) // floor(tile - overlap)) + 1
+    size = -(-(length + (n - 1) * overlap) // n)
+    size = -(-size // multiple) * multiple
+    while (n - 1) * floor(size - overlap) + size < length:  # strides rounded down: grow to cover
+        size += multiple
+    stride = floor(size - overlap)
+    starts = sorted({i * stride for i in range(n - 1)} | {floor(length - size)})
     out = []
-    for a in sorted(set(starts)):
-        b = min(a + tile, length)
+    for a in starts:
+        b = min(a + size, length)
         centres = torch.arange(a, b, dtype=torch.float32) + 0.5
         w = torch.ones(b - a)
         if a > 0:

@@ -5,7 +5,9 @@ pair per degradation ``d`` (``down_d`` has the conv's kernel, ``up_d`` is 1x1 an
 so a new adapter changes nothing until it is trained), weighted by a map ``w`` of shape
 (B, D, H, W) or (B, D) that a degradation estimator provides. Because ``up`` is linear, the
 sum is one 1x1 convolution over the weighted, stacked low-rank features: the cost is that of
-one conv with ``D * r`` outputs, whatever ``D``.
+one conv with ``D * r`` outputs, whatever ``D``. With one weight per adapter for the whole
+image (B = 1, w of shape (1, D)) the correction folds into the conv's own kernel, and costs
+nothing per pixel.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ class LowRankAdapters(nn.Module):
             weights = F.interpolate(weights, size=(h, w), mode="bilinear", align_corners=False)
         z = z.view(b, len(self.names), self.rank, h, w) * weights[:, :, None]
         return self.up(z.view(b, -1, h, w))
+
+    def folded_weight(self, weight: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The adapted conv's ``weight`` plus the corrections blended by one image's adapter
+        ``weights`` (D,): ``conv(x) + up(w * down(x))`` is linear in ``x``, one convolution."""
+        up = self.up.weight[:, :, 0, 0] * weights.to(self.up.weight.dtype).repeat_interleave(self.rank)[None]
+        return weight + torch.einsum("oj,jikl->oikl", up, self.down.weight)
 
     def gradient_mask(self, trainable: set[str]) -> dict[str, torch.Tensor]:
         """0/1 gradient masks (per parameter name) that keep every adapter not in ``trainable``

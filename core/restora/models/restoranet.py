@@ -184,14 +184,20 @@ class RestoraNet(nn.Module):
         estimator's per-pixel weights (training uses the true label maps).
         """
         f2 = torch.cat([self.up2(latent), e2], 1)
-        extra = {}
+        extra, w = {}, None
         if self.config.adapters:
             logits = self.estimator(f2)
             extra["estimator_logits"] = logits
             w = torch.softmax(logits, 1)[:, 1:] if adapter_weights is None else adapter_weights
-            conv = lambda name, layer, t: layer(t) + self.adapters[name](t, w) if name in self.adapters else layer(t)
-        else:
-            conv = lambda name, layer, t: layer(t)
+
+        def conv(name: str, layer: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
+            if w is None or name not in self.adapters:
+                return layer(t)
+            if w.ndim == 2 and w.shape[0] == 1:  # one image, one blend: fold into the kernel
+                return F.conv2d(t, self.adapters[name].folded_weight(layer.weight, w[0]), layer.bias,
+                                padding=layer.padding)
+            return layer(t) + self.adapters[name](t, w)
+
         d2 = conv("fuse2", self.fuse2, f2)
         for i, block in enumerate(self.dec2):
             d2 = d2 + conv(f"dec2_{i}_conv2", block.conv2, F.silu(conv(f"dec2_{i}_conv1", block.conv1, d2)))
