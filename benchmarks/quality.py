@@ -79,6 +79,10 @@ ROWS: tuple[Row, ...] = (
     Row("jpeg20", (("jpeg", {"quality": 20}),), ("TV Chambolle 0.05",)),
     Row("blur+noise", (("blur", {"kind": "gaussian", "sigma": 1.5}), _noise(15)), ("NLM+RL-30 (oracle kernel)",)),
     Row("cutmix", baselines=("dark channel", "dark channel+GF"), cutmix=(("haze",), ("noise",))),
+    # more composites (degradation CutMix, random parameters): outside / inside a random box
+    Row("cutmix_rain_haze", baselines=("dark channel", "median 3x3"), cutmix=(("rain",), ("haze",))),
+    Row("cutmix_lowlight_noise", baselines=("gamma mean->0.45", "CLAHE"), cutmix=(("low_light",), ("noise",))),
+    Row("cutmix_jpeg_lowlight", baselines=("CLAHE", "TV Chambolle 0.05"), cutmix=(("jpeg",), ("low_light",))),
 )
 ROW_NAMES = tuple(r.name for r in ROWS)
 PAIRS_ROW = Row("pairs", baselines=_baselines.DENOISERS + (("BM3D (GAT)",) if _baselines.HAVE_BM3D else ())

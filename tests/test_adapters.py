@@ -40,7 +40,7 @@ def test_image_level_blend_ramps_the_degradation_probabilities():
     torch.testing.assert_close(w, torch.tensor([[0.5, 1.0]]), atol=1e-5, rtol=0)
     assert model.blends_per_image and not RestoraNet(RestoraNetConfig(**SMALL)).blends_per_image
     with pytest.raises(ValueError, match="adapter_blend"):
-        RestoraNet(RestoraNetConfig(adapters=("haze",), adapter_blend="region", **SMALL))
+        RestoraNet(RestoraNetConfig(adapters=("haze",), adapter_blend="tile", **SMALL))
 
 
 def test_grey_adapters_act_on_grey_images_only():
@@ -68,6 +68,35 @@ def test_forward_blends_by_its_own_assessment():
         pixel = RestoraNet(RestoraNetConfig(adapters=DEGRADATIONS, adapter_blend="pixel", **SMALL)).eval()
         pixel.load_state_dict(model.state_dict())
         assert not torch.allclose(pixel(x)["restored"], out["restored"])  # the estimator's blend differs
+
+
+def test_region_blend_follows_the_segmentation():
+    """Per-region blending: each adapter weighted, per half-resolution pixel, by its class's
+    segmentation probability (ramped as the image-level ones), read from a decoder pass that
+    is blended per image; grey-only adapters stay off on colour images."""
+    torch.manual_seed(5)
+    model = RestoraNet(RestoraNetConfig(adapters=("noise", "haze"), grey_adapters=("noise",),
+                                        adapter_blend="region", **SMALL)).eval()
+    assert model.blends_per_image and model.blends_per_region
+    logits = torch.full((2, len(SEGMENT_CLASSES), 1, 2), -10.0)
+    logits[:, SEGMENT_CLASSES.index("haze"), 0, 0] = 10.0  # haze at the first pixel,
+    logits[:, SEGMENT_CLASSES.index("noise"), 0, 1] = 10.0  # noise at the second
+    w = model.region_adapter_weights(logits, torch.tensor([True, False]))
+    torch.testing.assert_close(w[0, :, 0], torch.tensor([[0.0, 1.0], [1.0, 0.0]]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(w[1, :, 0], torch.tensor([[0.0, 0.0], [1.0, 0.0]]), atol=1e-4, rtol=0)
+    for module in model.adapters.values():
+        torch.nn.init.normal_(module.up.weight, std=0.1)
+    torch.nn.init.normal_(model.segment_head.weight, std=2.0)
+    with torch.no_grad():
+        model.segment_head.bias[SEGMENT_CLASSES.index("haze")] = 3.0  # haze in some places only
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+        e1, e2, latent = model.encode(x)
+        image_w = model.image_adapter_weights(out["degradation_logits"], model.is_grey(x))
+        region_w = model.region_adapter_weights(model.segment_half(e2, latent, image_w), model.is_grey(x))
+        torch.testing.assert_close(out["restored"], model.decode(x, e1, e2, latent, region_w)["restored"])
+    assert region_w.shape == (1, 2, 16, 16) and region_w[:, 1].max() > 0.5 > region_w[:, 1].min()
 
 
 def test_one_image_blend_folds_into_the_kernels():
@@ -205,25 +234,37 @@ def test_bad_phases_are_refused():
         RestoraNet(RestoraNetConfig(**SMALL, adapters=("blur", "fog")))
 
 
-def test_engine_runs_a_model_with_adapters_exactly_tiled(tmp_path):
-    """The estimator is per-pixel, so tiles still agree with the whole image."""
+@pytest.mark.parametrize("blend", ["image", "region", "pixel"])
+def test_engine_runs_a_model_with_adapters_exactly_tiled(tmp_path, blend):
+    """Tiles agree with the whole image however adapters are blended: per image and per region
+    the engine finds the whole image's weights (latent statistics, segmentation) first."""
     from safetensors.torch import save_file
 
     from restora.models import model_metadata
 
     torch.manual_seed(0)
-    model = RestoraNet(RestoraNetConfig(**SMALL, adapters=("noise", "haze"), adapter_rank=2))
+    model = RestoraNet(RestoraNetConfig(**SMALL, adapters=("noise", "haze"), adapter_rank=2, adapter_blend=blend))
     for ad in model.adapters.values():
-        torch.nn.init.normal_(ad.up.weight, std=0.05)
+        torch.nn.init.normal_(ad.up.weight, std=0.2)
+    torch.nn.init.normal_(model.segment_head.weight, std=2.0)  # regions that do differ
+    with torch.no_grad():  # quality head sure of both degradations, haze found in places
+        model.quality_head[-1].bias[1:] = 3.0
+        model.segment_head.bias[SEGMENT_CLASSES.index("haze")] = 3.0
     path = tmp_path / "adapted.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path,
               metadata=model_metadata("restoranet-v0", model))
+    from restora.engine.engine import _Ticker
+
     x = torch.rand(1, 3, 200, 136)
-    whole = restora.Engine(weights=path, device="cpu", tile_size=512).restore(x, max_iterations=1)
-    tiled = restora.Engine(weights=path, device="cpu", tile_size=128).restore(x, max_iterations=1)
-    torch.testing.assert_close(whole.image, tiled.image, atol=1e-4, rtol=0)
-    torch.testing.assert_close(whole.uncertainty, tiled.uncertainty, atol=1e-4, rtol=0)
-    torch.testing.assert_close(whole.quality_before, tiled.quality_before, atol=1e-4, rtol=0)
+    whole_engine = restora.Engine(weights=path, device="cpu", tile_size=512)
+    tiled_engine = restora.Engine(weights=path, device="cpu", tile_size=128)
+    assert whole_engine.tiles_per_pass(200, 136) == 1 < tiled_engine.tiles_per_pass(200, 136)
+    whole, tiled = (e._pass(x, True, _Ticker(None, 0)) for e in (whole_engine, tiled_engine))
+    for key in ("restored", "log_error", "segment_logits", "quality"):
+        torch.testing.assert_close(whole[key], tiled[key], atol=1e-4, rtol=0)
+    with torch.no_grad():
+        plain = whole_engine.model.decode(x, *whole_engine.model.encode(x), torch.zeros(1, 2))["restored"]
+    assert (whole["restored"] - plain).abs().max() > 1e-3  # the adapters did act
 
 
 def test_tiled_per_image_blend_reuses_the_encoder_sweep(monkeypatch):

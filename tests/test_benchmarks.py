@@ -104,3 +104,38 @@ def test_segment_summary_counts_pixels():
     # IoU: clean 1/3, noise 2/3, blur 1/2
     assert miou == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
     assert rows[3][1:] == ["0.0%", "-", "-", "-"]
+
+
+def test_adapter_ablation_true_map_follows_the_cutmix_box():
+    """The CutMix row's true weights come from the same synthesis as its degraded image: the
+    haze adapter's weight is the haze region, the grey-only noise adapter is off on colour."""
+    import adapters as ablation
+    import quality as qb
+
+    from restora.engine.weights import load_model
+
+    model, _ = load_model("default", "cpu")
+    row = next(r for r in qb.ROWS if r.name == "cutmix")  # haze outside, noise inside
+    clean = (np.random.default_rng(0).random((60, 72, 3)) * 255).astype(np.uint8)
+    w = ablation.true_weights(row, clean, 7, model)
+    x = torch.from_numpy(clean.astype(np.float32) / 255).permute(2, 0, 1)
+    labels = qb.degradation_cutmix(x, ["haze"], ["noise"], torch.Generator().manual_seed(7)).labels
+    haze = w[0, list(model.config.adapters).index("haze"), :30, :36]
+    expected = torch.nn.functional.avg_pool2d((labels == SEGMENT_CLASSES.index("haze")).float()[None, None], 2)[0, 0]
+    assert w.shape == (1, len(model.config.adapters), 30, 36) and 0 < float(expected.mean()) < 1
+    torch.testing.assert_close(haze, expected)
+    assert float(w[0, list(model.config.adapters).index("noise")].abs().max()) == 0.0
+
+
+def test_uncertainty_benchmark_measures_the_stage_and_its_oracles():
+    import uncertainty
+
+    from restora.engine.engine import Engine
+
+    rng = np.random.default_rng(1)
+    clean = np.clip(0.5 + 0.3 * np.sin(np.arange(64) / 5)[None, :, None] + np.zeros((64, 64, 3)), 0, 1)
+    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1)
+    m = uncertainty.measure(Engine("default", "cpu"), noisy, clean)
+    assert m["stage"] > m["pilot"] > 10  # the shipped stage helps on plain noise
+    assert m["oracle pick"] >= max(m["stage"], m["pilot"]) - 0.05  # picks the better per pixel
+    assert -1 <= m["corr"] <= 1 and m["|e|/u"] > 0

@@ -49,6 +49,12 @@ def test_train_resume_export(tmp_path):
     assert manifest["weights"]["smoke"]["sha256"]
     r = restora.restore(np.zeros((32, 32, 3), np.uint8), device="cpu", weights=out)
     assert r.image.shape == (32, 32, 3)
+    from restora.engine.weights import load_state
+
+    blended = export(last, tmp_path / "weights", "smoke-region", "smoke-region.safetensors", blend="region")
+    (meta, tensors), (_, same) = load_state(blended), load_state(out)
+    assert json.loads(meta["config"])["adapter_blend"] == "region"
+    assert tensors.keys() == same.keys() and all(tensors[k].equal(same[k]) for k in same)
 
 
 def test_init_from_shipped_weights(tmp_path):

@@ -126,11 +126,16 @@ class Engine:
             weight_sum[tile.ys, tile.xs] += tile.weight
         # Adapters blended per image need the whole image's latent statistics before any tile
         # is decoded: one tile has them at once; several take an encoder-only sweep first.
+        # Blended per region, they also need the whole image's segmentation by a decoder pass
+        # blended per image: a second sweep, on the first one's features.
         per_image = decode and getattr(model, "blends_per_image", False)
+        region = decode and getattr(model, "blends_per_region", False)
         weights, features = None, {}
-        if per_image and len(tiles) > 1:
+        if per_image and (len(tiles) > 1 or region):
             stats, features = self._latent_stats(xp, tiles, weight_sum)
             weights = self._adapter_weights(xp, stats)
+            if region:
+                weights = self._region_weights(xp, tiles, weight_sum, features, weights)
         s1 = s2 = n = 0.0
         for i, tile in enumerate(tiles):
             xt = self._tile_input(xp, tile)
@@ -141,7 +146,10 @@ class Engine:
             if decode:
                 if per_image and weights is None:  # one tile: its statistics are the image's
                     weights = self._adapter_weights(xp, (s1, s2, n))
-                out = model.decode(xt, e1, e2, latent, weights)
+                wtile = weights
+                if weights is not None and weights.ndim == 4:  # per region, at half resolution
+                    wtile = weights[:, :, tile.ys.start // 2 : tile.ys.stop // 2, tile.xs.start // 2 : tile.xs.stop // 2]
+                out = model.decode(xt, e1, e2, latent, wtile)
                 for k in acc:
                     acc[k][:, :, tile.ys, tile.xs] += (out[k] * wt).to(acc[k].device)
             ticker.tick()
@@ -177,6 +185,22 @@ class Engine:
             if kept + size <= FEATURE_CACHE_BYTES:
                 features[i], kept = feats, kept + size
         return (s1, s2, n), features
+
+    def _region_weights(self, xp: torch.Tensor, tiles, weight_sum: torch.Tensor, features: dict,
+                        image_weights: torch.Tensor) -> torch.Tensor:
+        """Per-region adapter weights (1, A, H/2, W/2) for the whole padded image ``xp``: the
+        half-resolution segmentation of a decoder pass blended by ``image_weights``, tiles
+        blended as the outputs are, so every tile decodes with the whole image's map."""
+        hp, wp = xp.shape[-2:]
+        seg = None
+        for i, tile in enumerate(tiles):
+            wt = F.avg_pool2d((tile.weight / weight_sum[tile.ys, tile.xs]).to(self.device)[None, None], 2)
+            _, e2, latent = features[i] if i in features else self.model.encode(self._tile_input(xp, tile))
+            logits = self.model.segment_half(e2, latent, image_weights)
+            if seg is None:
+                seg = logits.new_zeros(1, logits.shape[1], hp // 2, wp // 2)
+            seg[:, :, tile.ys.start // 2 : tile.ys.stop // 2, tile.xs.start // 2 : tile.xs.stop // 2] += logits * wt
+        return self.model.region_adapter_weights(seg, self.model.is_grey(xp).to(seg.device))
 
     def _adapter_weights(self, xp: torch.Tensor, stats) -> torch.Tensor:
         """The model's per-image adapter weights for image ``xp`` from its latent sums."""

@@ -35,10 +35,12 @@ class RestoraNetConfig:
     adapters: tuple[str, ...] = ()
     adapter_rank: int = 8
     # How adapters are blended at inference: "image", by the quality head's image-level
-    # degradation probabilities (ramped, see `image_adapter_weights`); "pixel", by the per-pixel
-    # estimator. Haze and low light are whole-image changes that the estimator's 1x1 view at
-    # half resolution cannot recognise: on 4 val/bsds crops, one pass, it recovered none of the
-    # haze adapter's +5.3 dB and 1.3 of low light's +6.7 dB; the image-level blend 4.4 and 6.7.
+    # degradation probabilities (ramped, see `image_adapter_weights`); "region", by the
+    # segmentation head's per-pixel probabilities, read from a decoder pass blended per image
+    # (`region_adapter_weights`); "pixel", by the per-pixel estimator. Haze and low light are
+    # whole-image changes that the estimator's 1x1 view at half resolution cannot recognise: on
+    # 4 val/bsds crops, one pass, it recovered none of the haze adapter's +5.3 dB and 1.3 of low
+    # light's +6.7 dB; the image-level blend 4.4 and 6.7.
     adapter_blend: str = "image"
     # Adapters that act on grey images only (the three channels equal). The noise adapter,
     # trained on real microscopy pairs (W2S) and grey noise, gains over 5 dB on held-out W2S
@@ -77,6 +79,11 @@ class Down(nn.Sequential):
 class Up(nn.Sequential):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__(nn.Conv2d(cin, 4 * cout, 1), nn.PixelShuffle(2))
+
+
+def _ramp(p: torch.Tensor) -> torch.Tensor:
+    """Adapter weight from a degradation probability: 0 up to 0.5, 1 from 0.8, linear between."""
+    return ((p - 0.5) / 0.3).clamp(0, 1)
 
 
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -129,8 +136,8 @@ class RestoraNet(nn.Module):
             )
             if set(cfg.grey_adapters) - set(cfg.adapters):
                 raise ValueError(f"grey_adapters {cfg.grey_adapters} must be among the adapters {cfg.adapters}")
-            if cfg.adapter_blend not in ("image", "pixel"):
-                raise ValueError(f"adapter_blend must be 'image' or 'pixel', got {cfg.adapter_blend!r}")
+            if cfg.adapter_blend not in ("image", "region", "pixel"):
+                raise ValueError(f"adapter_blend must be 'image', 'region' or 'pixel', got {cfg.adapter_blend!r}")
             self.adapters = nn.ModuleDict(
                 {name: LowRankAdapters(conv, cfg.adapters, cfg.adapter_rank) for name, conv in self.adapted_convs()}
             )
@@ -153,12 +160,24 @@ class RestoraNet(nn.Module):
         0.3 dB on JPEG to blur/JPEG confusion, this ramp 0.1). ``grey`` (B,) bool says which
         images are grey; ``grey_adapters`` are off for the others (and for all when None)."""
         idx = [DEGRADATIONS.index(a) for a in self.config.adapters]
-        w = ((torch.sigmoid(degradation_logits[:, idx]) - 0.5) / 0.3).clamp(0, 1)
-        if self.config.grey_adapters:
-            mask = torch.tensor([a in self.config.grey_adapters for a in self.config.adapters], device=w.device)
-            is_grey = torch.zeros(w.shape[0], dtype=torch.bool, device=w.device) if grey is None else grey.to(w.device)
-            w = torch.where(mask[None] & ~is_grey[:, None], torch.zeros_like(w), w)
-        return w
+        return self.grey_only(_ramp(torch.sigmoid(degradation_logits[:, idx])), grey)
+
+    def region_adapter_weights(self, segment_logits: torch.Tensor, grey: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-region adapter weights (B, len(adapters), h, w) from the segmentation logits at
+        the decoder's half resolution (`segment_half`): each adapter's class probability,
+        ramped as in `image_adapter_weights`, so a CutMix box of haze gets the haze adapter and
+        its noisy surround does not."""
+        idx = [SEGMENT_CLASSES.index(a) for a in self.config.adapters]
+        return self.grey_only(_ramp(torch.softmax(segment_logits, 1)[:, idx]), grey)
+
+    def grey_only(self, w: torch.Tensor, grey: torch.Tensor | None = None) -> torch.Tensor:
+        """``w`` (B, A, ...) with the ``grey_adapters`` off for images that are not grey."""
+        if not self.config.grey_adapters:
+            return w
+        mask = torch.tensor([a in self.config.grey_adapters for a in self.config.adapters], device=w.device)
+        is_grey = torch.zeros(w.shape[0], dtype=torch.bool, device=w.device) if grey is None else grey.to(w.device)
+        off = (mask[None] & ~is_grey[:, None]).view(w.shape[0], -1, *([1] * (w.ndim - 2)))
+        return torch.where(off, torch.zeros_like(w), w)
 
     @staticmethod
     def is_grey(x: torch.Tensor) -> torch.Tensor:
@@ -168,7 +187,12 @@ class RestoraNet(nn.Module):
     @property
     def blends_per_image(self) -> bool:
         """Whether decoding needs the image-level weights (the whole image's latent) first."""
-        return bool(self.config.adapters) and self.config.adapter_blend == "image"
+        return bool(self.config.adapters) and self.config.adapter_blend in ("image", "region")
+
+    @property
+    def blends_per_region(self) -> bool:
+        """Whether decoding also needs the segmentation of a decoder pass blended per image."""
+        return bool(self.config.adapters) and self.config.adapter_blend == "region"
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Shared encoder: full-, half- and quarter-resolution features (the last is the latent)."""
@@ -183,28 +207,38 @@ class RestoraNet(nn.Module):
         With adapters, ``adapter_weights`` (B, len(adapters)[, H/2, W/2]) overrides the
         estimator's per-pixel weights (training uses the true label maps).
         """
+        d2, extra, w = self._decode_half(e2, latent, adapter_weights)
+        d1 = self.full(F.silu(self._conv("dec1", self.dec1, torch.cat([self.up1(d2), e1], 1), w)))
+        out = self._conv("out", self.out, d1, w)
+        seg = F.interpolate(self.segment_head(d2), scale_factor=2, mode="bilinear", align_corners=False)
+        return {"restored": x + out[:, :3], "log_error": out[:, 3:4], "segment_logits": seg, **extra}
+
+    def segment_half(self, e2: torch.Tensor, latent: torch.Tensor, adapter_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Segmentation logits at half resolution (B, classes, H/2, W/2): the decoder's half-
+        resolution part only, about a sixth of a pass."""
+        return self.segment_head(self._decode_half(e2, latent, adapter_weights)[0])
+
+    def _decode_half(self, e2, latent, adapter_weights):
+        """The decoder up to its half-resolution features, the estimator's logits (with
+        adapters) and the adapter weights in use."""
         f2 = torch.cat([self.up2(latent), e2], 1)
         extra, w = {}, None
         if self.config.adapters:
             logits = self.estimator(f2)
             extra["estimator_logits"] = logits
             w = torch.softmax(logits, 1)[:, 1:] if adapter_weights is None else adapter_weights
-
-        def conv(name: str, layer: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
-            if w is None or name not in self.adapters:
-                return layer(t)
-            if w.ndim == 2 and w.shape[0] == 1:  # one image, one blend: fold into the kernel
-                return F.conv2d(t, self.adapters[name].folded_weight(layer.weight, w[0]), layer.bias,
-                                padding=layer.padding)
-            return layer(t) + self.adapters[name](t, w)
-
-        d2 = conv("fuse2", self.fuse2, f2)
+        d2 = self._conv("fuse2", self.fuse2, f2, w)
         for i, block in enumerate(self.dec2):
-            d2 = d2 + conv(f"dec2_{i}_conv2", block.conv2, F.silu(conv(f"dec2_{i}_conv1", block.conv1, d2)))
-        d1 = self.full(F.silu(conv("dec1", self.dec1, torch.cat([self.up1(d2), e1], 1))))
-        out = conv("out", self.out, d1)
-        seg = F.interpolate(self.segment_head(d2), scale_factor=2, mode="bilinear", align_corners=False)
-        return {"restored": x + out[:, :3], "log_error": out[:, 3:4], "segment_logits": seg, **extra}
+            d2 = d2 + self._conv(f"dec2_{i}_conv2", block.conv2, F.silu(self._conv(f"dec2_{i}_conv1", block.conv1, d2, w)), w)
+        return d2, extra, w
+
+    def _conv(self, name: str, layer: nn.Conv2d, t: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        """``layer(t)`` plus its adapters' corrections blended by ``w`` (none without)."""
+        if w is None or name not in self.adapters:
+            return layer(t)
+        if w.ndim == 2 and w.shape[0] == 1:  # one image, one blend: fold into the kernel
+            return F.conv2d(t, self.adapters[name].folded_weight(layer.weight, w[0]), layer.bias, padding=layer.padding)
+        return layer(t) + self.adapters[name](t, w)
 
     @staticmethod
     def latent_stats(latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -236,7 +270,10 @@ class RestoraNet(nn.Module):
         e1, e2, latent = self.encode(x)
         quality, logits = self._quality(latent)
         if adapter_weights is None and self.blends_per_image:
-            adapter_weights = self.image_adapter_weights(logits.detach(), self.is_grey(x))
+            grey = self.is_grey(x)
+            adapter_weights = self.image_adapter_weights(logits.detach(), grey)
+            if self.blends_per_region:
+                adapter_weights = self.region_adapter_weights(self.segment_half(e2, latent, adapter_weights).detach(), grey)
         out = self.decode(x, e1, e2, latent, adapter_weights)
         out["quality"], out["degradation_logits"] = quality, logits
         return out

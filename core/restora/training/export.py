@@ -2,12 +2,14 @@
 with the architecture in the metadata, then record its SHA-256 in a manifest.
 
 ``python -m restora.training.export runs/base-v0/last.safetensors --name restora-base
---file restora-base-v0.safetensors [--folder core/restora/weights] [--default] [--drop-adapters NAME ...] [--grey-adapters NAME ...]``
+--file restora-base-v0.safetensors [--folder core/restora/weights] [--default] [--drop-adapters NAME ...] [--grey-adapters NAME ...]
+[--blend image|region|pixel]``
 
 ``--drop-adapters`` leaves trained adapters out of the export (a model that has them minus those
 is exactly the model with their weight held at zero): how an adapter that did not earn its
 place is withdrawn without retraining the others; ``--grey-adapters`` keeps adapters that act on
-grey images only (``RestoraNetConfig.grey_adapters``).
+grey images only (``RestoraNetConfig.grey_adapters``); ``--blend`` sets how the engine blends the
+adapters (``RestoraNetConfig.adapter_blend``; the tensors are the same whichever).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def drop_adapters(model_config: dict, state: dict, names: list[str]) -> tuple[di
 
 
 def export(checkpoint: Path, folder: Path, name: str, file: str, make_default: bool = False,
-           half: bool = False, drop: list[str] = (), grey: list[str] = ()) -> Path:
+           half: bool = False, drop: list[str] = (), grey: list[str] = (), blend: str | None = None) -> Path:
     with safe_open(str(checkpoint), framework="pt") as f:
         meta = f.metadata()
         model_tensors = {k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
@@ -55,6 +57,8 @@ def export(checkpoint: Path, folder: Path, name: str, file: str, make_default: b
         config["model"], model_tensors = drop_adapters(config["model"], model_tensors, list(drop))
     if grey:
         config["model"] = {**config["model"], "grey_adapters": list(grey)}
+    if blend:
+        config["model"] = {**config["model"], "adapter_blend": blend}
     model = build_model({"architecture": config["architecture"], "config": json.dumps(config["model"])})
     model.load_state_dict(model_tensors)  # proves the tensors fit the architecture
     tensors = {k: (v.half() if half else v).contiguous() for k, v in model.state_dict().items()}
@@ -82,9 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--half", action="store_true", help="store float16 (half the size)")
     ap.add_argument("--drop-adapters", nargs="+", default=[], metavar="NAME", help="leave these adapters out")
     ap.add_argument("--grey-adapters", nargs="+", default=[], metavar="NAME", help="these adapters act on grey images only")
+    ap.add_argument("--blend", choices=("image", "region", "pixel"), help="how adapters are blended (default: the run's)")
     args = ap.parse_args(argv)
     print(export(args.checkpoint, args.folder, args.name, args.file, args.default, args.half, args.drop_adapters,
-                 args.grey_adapters))
+                 args.grey_adapters, args.blend))
 
 
 if __name__ == "__main__":
