@@ -42,7 +42,7 @@ def estimate_sigma(y: np.ndarray) -> float:
     return float(np.mean(np.median(np.abs(hh.reshape(-1, y.shape[-1])), axis=0) / 0.6745))
 
 
-def _is_grey(y: np.ndarray) -> bool:
+def is_grey(y: np.ndarray) -> bool:
     """Whether (H, W, 3) ``y`` is a grey image stored as RGB."""
     return np.array_equal(y[..., 0], y[..., 1]) and np.array_equal(y[..., 0], y[..., 2])
 
@@ -52,7 +52,7 @@ def cbm3d(y: np.ndarray, kernel=None) -> np.ndarray:
     image stored as RGB (CBM3D would take its noise, the same in every channel, as
     independent and underestimate it in luminance by sqrt(3))."""
     sigma = max(estimate_sigma(y), 1e-3)
-    if _is_grey(y):
+    if is_grey(y):
         return np.repeat(np.asarray(_bm3d.bm3d(y[..., 0], sigma_psd=sigma))[..., None], 3, axis=2)
     return _bm3d.bm3d_rgb(y, sigma_psd=sigma)
 
@@ -66,7 +66,7 @@ def bm3d_gat(y: np.ndarray, kernel=None) -> np.ndarray:
 
     from restora.engine.refine import noise_model
 
-    grey = _is_grey(y)
+    grey = is_grey(y)
     x = y[..., :1] if grey else y
     t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float()
     sigma, gain = (v[0].mean().item() for v in noise_model(t))

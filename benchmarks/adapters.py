@@ -25,6 +25,7 @@ for _p in (HERE, HERE.parent / "core"):
     if str(_p) not in sys.path:
         sys.path.append(str(_p))
 
+import _baselines
 import quality as qb
 from _tables import format_rows
 from restora.degradations import degradation_cutmix
@@ -61,7 +62,7 @@ def true_weights(row: qb.Row, clean: np.ndarray, seed: int, model) -> torch.Tens
         last = row.steps[-1][0]
         if last in adapters:
             wts[:, adapters.index(last)] = 1
-    grey = torch.tensor([bool((clean.max(2) == clean.min(2)).all())])
+    grey = torch.tensor([_baselines.is_grey(clean)])
     return model.grey_only(wts, grey)
 
 

@@ -17,6 +17,7 @@ from .._checks import ImageError
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from .refine import refine_noise
 from .tiling import plan_tiles
+from ..models.restoranet import is_grey
 from .weights import load_model
 
 Progress = Optional[Callable[[int, int], None]]
@@ -38,6 +39,11 @@ class TensorRestoreResult:
     iterations: list[int] = field(default_factory=list)  # accepted rounds per image
     history: list[list[float]] = field(default_factory=list)  # assessed quality per round, per image
     refined: list[bool] = field(default_factory=list)  # whether the second stage was kept, per image
+
+
+def _half(tile) -> tuple[slice, slice]:
+    """The tile's rows and columns at half resolution (tiles start on multiples of 4)."""
+    return slice(tile.ys.start // 2, tile.ys.stop // 2), slice(tile.xs.start // 2, tile.xs.stop // 2)
 
 
 class _Ticker:
@@ -131,24 +137,25 @@ class Engine:
         per_image = decode and getattr(model, "blends_per_image", False)
         region = decode and getattr(model, "blends_per_region", False)
         weights, features = None, {}
+        grey = model.is_grey(xp) if per_image else None
         if per_image and (len(tiles) > 1 or region):
             stats, features = self._latent_stats(xp, tiles, weight_sum)
-            weights = self._adapter_weights(xp, stats)
+            weights = self._adapter_weights(stats, grey)
             if region:
-                weights = self._region_weights(xp, tiles, weight_sum, features, weights)
+                weights = self._region_weights(xp, tiles, weight_sum, features, weights, grey)
         s1 = s2 = n = 0.0
         for i, tile in enumerate(tiles):
             xt = self._tile_input(xp, tile)
-            wt = (tile.weight / weight_sum[tile.ys, tile.xs]).to(self.device)[None, None]
+            wt = self._tile_weight(tile, weight_sum)
             e1, e2, latent = features.pop(i) if i in features else model.encode(xt)
             a, b, c = self._tile_stats(latent, wt)
             s1, s2, n = s1 + a, s2 + b, n + c
             if decode:
                 if per_image and weights is None:  # one tile: its statistics are the image's
-                    weights = self._adapter_weights(xp, (s1, s2, n))
+                    weights = self._adapter_weights((s1, s2, n), grey)
                 wtile = weights
                 if weights is not None and weights.ndim == 4:  # per region, at half resolution
-                    wtile = weights[:, :, tile.ys.start // 2 : tile.ys.stop // 2, tile.xs.start // 2 : tile.xs.stop // 2]
+                    wtile = weights[(..., *_half(tile))]
                 out = model.decode(xt, e1, e2, latent, wtile)
                 for k in acc:
                     acc[k][:, :, tile.ys, tile.xs] += (out[k] * wt).to(acc[k].device)
@@ -170,6 +177,10 @@ class Engine:
     def _tile_input(self, xp: torch.Tensor, tile) -> torch.Tensor:
         return xp[:, :, tile.ys, tile.xs].to(self.device).contiguous(memory_format=torch.channels_last)
 
+    def _tile_weight(self, tile, weight_sum: torch.Tensor) -> torch.Tensor:
+        """The tile's blending weight (1, 1, h, w), normalised so that the tiles sum to one."""
+        return (tile.weight / weight_sum[tile.ys, tile.xs]).to(self.device)[None, None]
+
     def _latent_stats(self, xp: torch.Tensor, tiles, weight_sum: torch.Tensor):
         """The whole image's latent sums by an encoder-only sweep over ``tiles``, and the
         encoder features of the first tiles, up to ``FEATURE_CACHE_BYTES``, for the decoding
@@ -177,9 +188,8 @@ class Engine:
         s1 = s2 = n = 0.0
         features, kept = {}, 0
         for i, tile in enumerate(tiles):
-            wt = (tile.weight / weight_sum[tile.ys, tile.xs]).to(self.device)[None, None]
             feats = self.model.encode(self._tile_input(xp, tile))
-            a, b, c = self._tile_stats(feats[2], wt)
+            a, b, c = self._tile_stats(feats[2], self._tile_weight(tile, weight_sum))
             s1, s2, n = s1 + a, s2 + b, n + c
             size = sum(f.numel() * f.element_size() for f in feats)
             if kept + size <= FEATURE_CACHE_BYTES:
@@ -187,25 +197,26 @@ class Engine:
         return (s1, s2, n), features
 
     def _region_weights(self, xp: torch.Tensor, tiles, weight_sum: torch.Tensor, features: dict,
-                        image_weights: torch.Tensor) -> torch.Tensor:
+                        image_weights: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
         """Per-region adapter weights (1, A, H/2, W/2) for the whole padded image ``xp``: the
         half-resolution segmentation of a decoder pass blended by ``image_weights``, tiles
         blended as the outputs are, so every tile decodes with the whole image's map."""
         hp, wp = xp.shape[-2:]
         seg = None
         for i, tile in enumerate(tiles):
-            wt = F.avg_pool2d((tile.weight / weight_sum[tile.ys, tile.xs]).to(self.device)[None, None], 2)
+            wt = F.avg_pool2d(self._tile_weight(tile, weight_sum), 2)
             _, e2, latent = features[i] if i in features else self.model.encode(self._tile_input(xp, tile))
             logits = self.model.segment_half(e2, latent, image_weights)
             if seg is None:
                 seg = logits.new_zeros(1, logits.shape[1], hp // 2, wp // 2)
-            seg[:, :, tile.ys.start // 2 : tile.ys.stop // 2, tile.xs.start // 2 : tile.xs.stop // 2] += logits * wt
-        return self.model.region_adapter_weights(seg, self.model.is_grey(xp).to(seg.device))
+            seg[(..., *_half(tile))] += logits * wt
+        return self.model.region_adapter_weights(seg, grey)
 
-    def _adapter_weights(self, xp: torch.Tensor, stats) -> torch.Tensor:
-        """The model's per-image adapter weights for image ``xp`` from its latent sums."""
+    def _adapter_weights(self, stats, grey: torch.Tensor) -> torch.Tensor:
+        """The model's per-image adapter weights from an image's latent sums; ``grey`` (1,)
+        says whether it is grey."""
         logits = self.model.quality_from_stats(stats[0].float(), stats[1].float(), stats[2])[1]
-        return self.model.image_adapter_weights(logits, self.model.is_grey(xp).to(logits.device))
+        return self.model.image_adapter_weights(logits, grey)
 
     @staticmethod
     def _to_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -309,7 +320,7 @@ class Engine:
     def _restore_one(self, x, degradations, max_iterations, strength, target_quality, margin, ticker, refine):
         # A grey image stays grey through the rounds (channels averaged), so that it is seen,
         # and its adapters chosen, as grey in every round.
-        grey = bool((x.amax(1) - x.amin(1)).max() == 0)
+        grey = bool(is_grey(x)[0])
         keep_grey = (lambda t: t.mean(1, keepdim=True).expand_as(t).contiguous()) if grey else (lambda t: t)
         out = first = self._pass(x, True, ticker)
         best, best_q = x, float(out["quality"][0])

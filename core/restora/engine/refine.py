@@ -257,10 +257,10 @@ def noise_gate(
     b, c = noisy.shape[:2]
     pool = lambda t: F.avg_pool2d(t, window, 1, window // 2, count_include_pad=False)
     s2 = _variances(sigma, b, c, noisy.device).sum(1)[:, None, None, None]
+    po = _to_opponent(pilot.float())
     if gain is not None:
-        s2 = s2 + _per_channel(gain, b, c, noisy.device).sum(1)[:, None, None, None] * pool(
-            _intensity(_to_opponent(pilot.float())).clamp(min=0))
-    energy = (_to_opponent(noisy.float()) - _to_opponent(pilot.float())).square().sum(1, keepdim=True)
+        s2 = s2 + _per_channel(gain, b, c, noisy.device).sum(1)[:, None, None, None] * pool(_intensity(po).clamp(min=0))
+    energy = (_to_opponent(noisy.float()) - po).square().sum(1, keepdim=True)
     ratio = pool(energy) / s2.clamp(min=1e-12)
     return ((high - ratio) / (high - low)).clamp(0, 1)
 

@@ -81,6 +81,15 @@ class Up(nn.Sequential):
         super().__init__(nn.Conv2d(cin, 4 * cout, 1), nn.PixelShuffle(2))
 
 
+ADAPTER_BLENDS = ("image", "region", "pixel")
+"""The values of ``RestoraNetConfig.adapter_blend``."""
+
+
+def is_grey(x: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: whether each image of (B, 3, H, W) ``x`` has three equal channels."""
+    return (x.amax(1) - x.amin(1)).flatten(1).amax(1) == 0
+
+
 def _ramp(p: torch.Tensor) -> torch.Tensor:
     """Adapter weight from a degradation probability: 0 up to 0.5, 1 from 0.8, linear between."""
     return ((p - 0.5) / 0.3).clamp(0, 1)
@@ -136,8 +145,8 @@ class RestoraNet(nn.Module):
             )
             if set(cfg.grey_adapters) - set(cfg.adapters):
                 raise ValueError(f"grey_adapters {cfg.grey_adapters} must be among the adapters {cfg.adapters}")
-            if cfg.adapter_blend not in ("image", "region", "pixel"):
-                raise ValueError(f"adapter_blend must be 'image', 'region' or 'pixel', got {cfg.adapter_blend!r}")
+            if cfg.adapter_blend not in ADAPTER_BLENDS:
+                raise ValueError(f"adapter_blend must be one of {ADAPTER_BLENDS}, got {cfg.adapter_blend!r}")
             self.adapters = nn.ModuleDict(
                 {name: LowRankAdapters(conv, cfg.adapters, cfg.adapter_rank) for name, conv in self.adapted_convs()}
             )
@@ -179,10 +188,7 @@ class RestoraNet(nn.Module):
         off = (mask[None] & ~is_grey[:, None]).view(w.shape[0], -1, *([1] * (w.ndim - 2)))
         return torch.where(off, torch.zeros_like(w), w)
 
-    @staticmethod
-    def is_grey(x: torch.Tensor) -> torch.Tensor:
-        """(B,) bool: whether each image of (B, 3, H, W) ``x`` has three equal channels."""
-        return (x.amax(1) - x.amin(1)).flatten(1).amax(1) == 0
+    is_grey = staticmethod(is_grey)
 
     @property
     def blends_per_image(self) -> bool:

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from ..engine.weights import SHIPPED_DIR, sha256_file
 from ..models import build_model, model_metadata
+from ..models.restoranet import ADAPTER_BLENDS
 
 
 def drop_adapters(model_config: dict, state: dict, names: list[str]) -> tuple[dict, dict]:
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--half", action="store_true", help="store float16 (half the size)")
     ap.add_argument("--drop-adapters", nargs="+", default=[], metavar="NAME", help="leave these adapters out")
     ap.add_argument("--grey-adapters", nargs="+", default=[], metavar="NAME", help="these adapters act on grey images only")
-    ap.add_argument("--blend", choices=("image", "region", "pixel"), help="how adapters are blended (default: the run's)")
+    ap.add_argument("--blend", choices=ADAPTER_BLENDS, help="how adapters are blended (default: the run's)")
     args = ap.parse_args(argv)
     print(export(args.checkpoint, args.folder, args.name, args.file, args.default, args.half, args.drop_adapters,
                  args.grey_adapters, args.blend))
