@@ -204,7 +204,7 @@ def test_phase_three_trains_the_heads_on_frozen_features():
     model = RestoraNet(RestoraNetConfig(**SMALL, adapters=("blur",), adapter_rank=2))
     params, _ = trainable_parameters(model, "heads", [])
     names = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert names and all(n.startswith(("estimator.", "quality_head.", "segment_head.")) for n in names)
+    assert names and all(n.startswith(("estimator.", "quality_head.", "segment_head.")) for n in names)  # no context head here
     losses = compute_losses(model, *_batch(), TrainConfig().loss_weights, 1, "heads")
     assert "estimator" in losses
     losses["total"].backward()

@@ -4,7 +4,7 @@ Every function works on float tensors in [0, 1] laid out (B, C, H, W) unless it 
 and takes an explicit ``torch.Generator`` so that a seed reproduces a sample exactly.
 """
 
-from ._atmosphere import haze, rain, smooth_field
+from ._atmosphere import haze, rain, smooth_field, transmission
 from ._blur import blur, defocus_kernel, gaussian_kernel, motion_kernel
 from ._jpeg import jpeg
 from ._light import low_light
@@ -36,4 +36,5 @@ __all__ = [
     "random_box",
     "sample_params",
     "smooth_field",
+    "transmission",
 ]

@@ -18,17 +18,25 @@ def smooth_field(
     return (f - f.min()) / (f.max() - f.min() + 1e-6)
 
 
-def haze(
-    x: torch.Tensor, beta: float, airlight: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """``I = J t + A (1 - t)`` with ``t = exp(-beta d)`` on a plausible depth field ``d`` in [0, 1].
-
-    Depth grows towards the top of the frame (the sky and the far field) plus smooth variation.
-    """
-    _, _, h, w = x.shape
+def transmission(shape: tuple[int, int], beta: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The haze's transmission ``t = exp(-beta d)`` (H, W) on a plausible depth field ``d`` in
+    [0, 1]: depth grows towards the top of the frame (the sky and the far field) plus smooth
+    variation."""
+    h, w = shape
     ramp = torch.linspace(1, 0, h)[:, None].expand(h, w)
     depth = 0.6 * ramp + 0.4 * smooth_field((h, w), 16, generator)
-    t = torch.exp(-beta * depth).to(x)
+    return torch.exp(-beta * depth)
+
+
+def haze(
+    x: torch.Tensor, beta: float, airlight: float, generator: torch.Generator | None = None,
+    t: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``I = J t + A (1 - t)``, the atmospheric scattering model, with ``t`` from `transmission`
+    (drawn from ``generator`` unless given)."""
+    if t is None:
+        t = transmission(x.shape[-2:], beta, generator)
+    t = t.to(x)
     return x * t + airlight * (1 - t)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
-from ._atmosphere import haze, rain
+from ._atmosphere import haze, rain, transmission
 from ._blur import blur, defocus_kernel, gaussian_kernel, motion_kernel
 from ._jpeg import jpeg
 from ._light import low_light
@@ -93,6 +93,10 @@ class DegradedSample:
     labels: torch.Tensor  # (H, W) int64, index into SEGMENT_CLASSES
     present: torch.Tensor  # (len(DEGRADATIONS),) float, 1 where the degradation covers any pixel
     params: list[dict] = field(default_factory=list)  # [{"name", "region", **params}, ...]
+    # The haze's physical parameters: the transmission (H, W), 1 where there is no haze, and
+    # the airlight (3,); None where unknown (real pairs).
+    transmission: torch.Tensor | None = None
+    airlight: torch.Tensor | None = None
 
 
 def degrade(
@@ -104,14 +108,20 @@ def degrade(
     """
     y = clean[None]
     params = []
+    h, w = clean.shape[-2:]
+    t, airlight = torch.ones(h, w), torch.ones(3)
     for name in names:
         p = sample_params(name, generator)
-        y = apply_degradation(y, name, p, generator)
+        if name == "haze":  # as apply_degradation does (the same draws), keeping t
+            th = transmission((h, w), p["beta"], generator)
+            y = haze(y, p["beta"], p["airlight"], t=th).clamp(0, 1)
+            t, airlight = t * th, torch.full((3,), float(p["airlight"]))
+        else:
+            y = apply_degradation(y, name, p, generator)
         params.append({"name": name, "region": "all", **p})
-    h, w = clean.shape[-2:]
     label = SEGMENT_CLASSES.index(names[-1]) if names else 0
     present = torch.tensor([float(d in names) for d in DEGRADATIONS])
-    return DegradedSample(y[0], clean, torch.full((h, w), label, dtype=torch.int64), present, params)
+    return DegradedSample(y[0], clean, torch.full((h, w), label, dtype=torch.int64), present, params, t, airlight)
 
 
 def random_box(h: int, w: int, generator: torch.Generator) -> tuple[int, int, int, int]:
@@ -142,4 +152,6 @@ def degradation_cutmix(
     labels = torch.where(mask, b.labels, a.labels)
     present = torch.maximum(a.present, b.present)
     params = a.params + [dict(p, region=(top, left, bh, bw)) for p in b.params]
-    return DegradedSample(degraded, clean, labels, present, params)
+    t = torch.where(mask, b.transmission, a.transmission)
+    airlight = b.airlight if "haze" in inside else a.airlight  # one airlight per image
+    return DegradedSample(degraded, clean, labels, present, params, t, airlight)

@@ -135,6 +135,7 @@ def restore(
     tile_size: int = DEFAULT_TILE,
     weights: str | os.PathLike = "default",
     refine: bool = True,
+    dehaze: bool = True,
 ) -> RestoreResult:
     """Blindly restore an image: remove noise, blur, rain, haze, low light and JPEG artefacts.
 
@@ -168,6 +169,11 @@ def restore(
         Run the second stage after the rounds where noise was found: a Wiener filter of the
         input guided by the rounds' result, where they removed only noise
         (`restora.engine.refine`).
+    dehaze : bool
+        Where haze is found and the weights have a haze model, the round after the network's
+        first accepted one proposes the inverse of the atmospheric scattering model from the
+        predicted transmission and airlight (`restora.engine.dehaze`); it is kept only if the
+        assessed quality improves.
 
     Returns
     -------
@@ -179,11 +185,11 @@ def restore(
 
     def op(engine, plane, x, plane_progress):
         r = engine.restore(x, names, max_iterations, strength, target_quality, progress=plane_progress,
-                           refine=refine)
+                           refine=refine, dehaze=dehaze)
         report = {"quality_before": float(r.quality_before[0]), "quality_after": float(r.quality_after[0]),
                   "degradations": _degradation_dict(r.degradation_probs[0]),
                   "iterations": r.iterations[0], "history": [round(q, 4) for q in r.history[0]],
-                  "refined": r.refined[0]}
+                  "refined": r.refined[0], "dehazed": r.dehazed[0]}
         return r.image[0].permute(1, 2, 0).numpy(), r.uncertainty[0, 0].numpy().astype(np.float32), report
 
     image, layout, lo, hi, results = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op,
@@ -204,6 +210,7 @@ def restore(
         iterations=max(p["iterations"] for p in reports),
         history=reports[0]["history"] if len(reports) == 1 else [],
         refined=any(p["refined"] for p in reports),
+        dehazed=any(p["dehazed"] for p in reports),
         uncertainty=layout.maps(np.stack(uncs)),
         seconds=time.perf_counter() - t0,
         planes=reports if len(reports) > 1 else [],

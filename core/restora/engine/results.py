@@ -27,12 +27,14 @@ class RestoreResult:
     seconds: float = 0.0
     planes: list[dict] = field(default_factory=list)
     refined: bool = False  # the second stage (Wiener refinement) was kept, in any plane
+    dehazed: bool = False  # the haze model's inverse was kept as a round, in any plane
 
     def report(self) -> str:
         """A one-line summary for people."""
         found = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.degradations.items(), key=lambda kv: -kv[1]) if v >= 0.5)
         return (f"degradations: {found or 'none found'}; quality {self.quality_before:.3f} -> "
-                f"{self.quality_after:.3f}; iterations {self.iterations}{' + refinement' if self.refined else ''}; "
+                f"{self.quality_after:.3f}; iterations {self.iterations}{' (one by the haze model)' if self.dehazed else ''}"
+                f"{' + refinement' if self.refined else ''}; "
                 f"{self.seconds:.2f} s")
 
 

@@ -48,8 +48,10 @@ class TrainConfig:
     quality_encoder_grad: float = 1.0
     # Which parameters train: "base" (phase I: everything), "adapters" (phase II: the low-rank
     # adapters only, blended by the true label maps; ``train_adapters`` limits it to some, e.g.
-    # one new degradation) or "heads" (phase III: the adapter estimator, quality and segmentation
-    # heads, on frozen features).
+    # one new degradation), "heads" (phase III: the adapter estimator, quality and segmentation
+    # heads, on frozen features), "segment" (the segmentation head alone, with its context
+    # network: restoration and assessment stay exactly as they were) or "physics" (the haze
+    # model's transmission and airlight head alone, from the synthesis's true values).
     phase: str = "base"
     train_adapters: list[str] = field(default_factory=list)
     eval_every: int = 250

@@ -39,7 +39,8 @@ def grey(sample: DegradedSample) -> DegradedSample:
     in every channel, as in a grey photograph or a microscope's camera."""
     return DegradedSample(sample.degraded.mean(0, keepdim=True).expand(3, -1, -1).contiguous(),
                           sample.clean.mean(0, keepdim=True).expand(3, -1, -1).contiguous(),
-                          sample.labels, sample.present, sample.params + [{"name": "grey"}])
+                          sample.labels, sample.present, sample.params + [{"name": "grey"}],
+                          sample.transmission, sample.airlight)
 
 
 class SyntheticBatches:
@@ -48,13 +49,15 @@ class SyntheticBatches:
     ``mix`` gives the chance of each kind of sample: "clean", "noise" (alone), "single" (one
     other degradation, then noise a third of the time), "cutmix" and, with ``pairs``, "pairs"
     (a crop of a real noisy/clean pair, labelled noise). A synthetic sample is made grey with
-    chance ``grey``.
+    chance ``grey``. With ``physics`` each batch also holds the haze's true transmission
+    (B, 1, H, W) and airlight (B, 3).
     """
 
     def __init__(
         self, paths: list[Path], patch: int, batch: int, mix: dict[str, float], seed: int,
-        pairs: list[tuple[Path, Path]] = (), grey: float = 0.0,
+        pairs: list[tuple[Path, Path]] = (), grey: float = 0.0, physics: bool = False,
     ) -> None:
+        self.physics = physics
         self.images = [im for im in map(load_rgb, paths) if min(im.shape[1:]) >= patch]
         if not self.images:
             raise ValueError(f"no training image is at least {patch}x{patch}")
@@ -91,7 +94,9 @@ class SyntheticBatches:
         degraded, clean = self._crop(a, b)
         labels = torch.full(clean.shape[1:], SEGMENT_CLASSES.index("noise"), dtype=torch.int64)
         present = torch.tensor([float(d == "noise") for d in DEGRADATIONS])
-        return DegradedSample(degraded, clean, labels, present, [{"name": "pair"}])
+        # real microscopy: no haze (transmission 1)
+        return DegradedSample(degraded, clean, labels, present, [{"name": "pair"}],
+                              torch.ones(clean.shape[1:]), torch.ones(3))
 
     def _names(self) -> list[str]:
         """One degradation other than noise, followed by noise a third of the time."""
@@ -127,12 +132,16 @@ class SyntheticBatches:
 
     def __next__(self):
         samples = [self.sample() for _ in range(self.batch)]
-        return (
+        batch = (
             torch.stack([s.degraded for s in samples]),
             torch.stack([s.clean for s in samples]),
             torch.stack([s.labels for s in samples]),
             torch.stack([s.present for s in samples]),
         )
+        if not self.physics:
+            return batch
+        return batch + (torch.stack([s.transmission for s in samples])[:, None],
+                        torch.stack([s.airlight for s in samples]))
 
 
 def validation_set(folder: Path, count: int, size: int = 256, sigma: float = 25 / 255, seed: int = 1234):

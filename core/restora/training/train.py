@@ -5,7 +5,11 @@ uncertainty, quality and segmentation heads) on synthetic and CutMix data; phase
 ``adapters``, only the per-degradation low-rank adapters, each blended by the true label map
 (``train_adapters`` names the ones to train, e.g. one new degradation); phase III, ``heads``,
 the adapter estimator (if any) with the quality and segmentation heads, on frozen features
-(also how a retrained encoder's heads are re-fitted). Checkpoints every few hundred steps; ``--resume`` picks up
+(also how a retrained encoder's heads are re-fitted); ``segment``, the segmentation head alone
+(with its context network, ``model.segment_context``), on frozen features blended as at
+inference, which changes no restoration and no assessment; ``physics``, the haze model's head
+alone (``model.haze_model``: transmission and airlight), on the same frozen features, from the
+synthesis's true transmission and airlight. Checkpoints every few hundred steps; ``--resume`` picks up
 the last one, ``--init`` starts from shipped weights. Logs are JSON lines beside the checkpoints.
 """
 
@@ -30,7 +34,10 @@ from ..io import list_images
 from .data import SyntheticBatches, pair_paths, validation_set
 
 
-PHASES = ("base", "adapters", "heads")
+PHASES = ("base", "adapters", "heads", "segment", "physics")
+SEGMENT_PARTS = ("segment_head.", "segment_film.", "segment_in.", "segment_mid.", "segment_out.")
+HAZE_PARTS = ("haze_film.", "haze_in.", "haze_mid.", "haze_out.", "airlight_head.")
+T_MIN = 0.1  # the smallest transmission the inversion divides by (as the dark channel prior's t0)
 
 
 def adapter_targets(labels: torch.Tensor, adapters: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,8 +54,41 @@ def adapter_targets(labels: torch.Tensor, adapters: tuple[str, ...]) -> tuple[to
     return weights, target
 
 
+def segment_losses(model, degraded: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The ``segment`` phase's loss: cross-entropy of the segmentation against the true label
+    map, the features frozen (computed without gradient), and the batch's pixel accuracy."""
+    with torch.no_grad():
+        d2, latent = model.half_features(degraded)
+    logits = model.segment_from_features(d2, latent)
+    loss = F.cross_entropy(logits, labels)
+    accuracy = (logits.detach().argmax(1) == labels).float().mean()
+    return {"segment": loss, "segment_accuracy": accuracy, "total": loss}
+
+
+def physics_losses(model, degraded, clean, transmission, airlight, present) -> dict[str, torch.Tensor]:
+    """The ``physics`` phase's losses, the features frozen: L1 of the transmission (B, 1, H, W)
+    everywhere (1 where there is no haze, so the inversion leaves those pixels alone), L1 of
+    the airlight (B, 3) on hazy images, and L1 of the inverted image against the clean one
+    on hazy pixels (the error that the division by t amplifies)."""
+    from .._names import DEGRADATIONS
+
+    with torch.no_grad():
+        d2, latent = model.half_features(degraded)
+        context = model.context_from_stats(*model.latent_stats(latent))
+    t = model.transmission_from_features(degraded, d2, context)
+    a = model.airlight(context)
+    hazy = present[:, DEGRADATIONS.index("haze")]
+    losses = {"transmission": F.l1_loss(t, transmission),
+              "airlight": ((a - airlight).abs().mean(1) * hazy).sum() / hazy.sum().clamp(min=1)}
+    inverted = ((degraded - a[:, :, None, None]) / t.clamp(min=T_MIN) + a[:, :, None, None]).clamp(0, 1)
+    mask = (transmission < 0.99).float()
+    losses["inverted"] = ((inverted - clean).abs() * mask).sum() / (3 * mask.sum()).clamp(min=1)
+    losses["total"] = losses["transmission"] + losses["airlight"] + losses["inverted"]
+    return losses
+
+
 def compute_losses(model, degraded, clean, labels, present, weights: dict, self_rounds: int = 1,
-                   phase: str = "base", refine_quality: bool = False) -> dict[str, torch.Tensor]:
+                   phase: str = "base", refine_quality: bool = False, physics: tuple = ()) -> dict[str, torch.Tensor]:
     """All training losses of one batch.
 
     With ``self_rounds`` of 2 or more, half the batch goes round again (restore, assess,
@@ -59,6 +99,12 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     In the ``adapters`` phase the adapters are blended by the true label map (teacher forcing);
     with adapters, the estimator learns that map by cross-entropy.
     """
+    if phase == "segment":
+        return segment_losses(model, degraded, labels)
+    if phase == "physics":
+        if len(physics) != 2:
+            raise ValueError("the physics phase needs the true transmission and airlight (SyntheticBatches(physics=True))")
+        return physics_losses(model, degraded, clean, *physics, present)
     adapters = getattr(model.config, "adapters", ())
     true_w, est_target = adapter_targets(labels, adapters) if adapters else (None, None)
     forced = true_w if phase == "adapters" else None
@@ -129,7 +175,10 @@ def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[
     if unknown:
         raise ValueError(f"train_adapters {sorted(unknown)} are not adapters of the model {adapters}")
     prefixes = {"base": ("",), "adapters": ("adapters.",),
-                "heads": ("estimator.", "quality_head.", "segment_head.")}[phase]
+                "heads": ("estimator.", "quality_head.") + SEGMENT_PARTS, "segment": SEGMENT_PARTS,
+                "physics": HAZE_PARTS}[phase]
+    if phase == "physics" and not getattr(model.config, "haze_model", 0):
+        raise ValueError(f"phase {phase!r} needs a model with a haze model (config model.haze_model)")
     params = []
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(prefixes))
@@ -183,7 +232,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         from ..engine.weights import load_state
 
         result = model.load_state_dict(load_state(init)[1], strict=False)
-        new = ("adapters.", "estimator.")  # parts a phase adds to a model without them
+        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS  # parts a phase adds
         grown = residual_blocks_added(model, result.missing_keys)
         missing = [k for k in result.missing_keys if not k.startswith(new + grown)]
         if missing or result.unexpected_keys:
@@ -194,7 +243,8 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
     if config.max_images:
         paths = paths[: config.max_images]
     pairs = [pair for d in config.pair_dirs for pair in pair_paths(data_root / d, config.pair_holdout)]
-    batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step, pairs, config.grey)
+    batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step, pairs, config.grey,
+                               physics=config.phase == "physics")
     val_noisy, val_clean = validation_set(data_root / config.val_dir, config.val_images)
     val_noisy, val_clean = val_noisy.to(device), val_clean.to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -206,9 +256,9 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         lr = config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * step / config.steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        degraded, clean, labels, present = (t.to(device) for t in next(batches))
+        degraded, clean, labels, present, *physics = (t.to(device) for t in next(batches))
         losses = compute_losses(model, degraded, clean, labels, present, config.loss_weights, config.self_rounds,
-                                config.phase, config.refine_quality)
+                                config.phase, config.refine_quality, physics)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

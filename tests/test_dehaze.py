@@ -1,0 +1,96 @@
+"""The haze model: the synthesis's true transmission, the physics phase that learns it, the
+inverse of the scattering model, and the engine's first round that uses it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import restora
+import torch
+from restora import DEGRADATIONS
+from restora.degradations import (
+    apply_degradation,
+    degradation_cutmix,
+    degrade,
+    haze,
+    sample_params,
+)
+from restora.engine.dehaze import dehaze
+from restora.models import RestoraNet, RestoraNetConfig
+from restora.training.config import TrainConfig
+from restora.training.data import SyntheticBatches
+from restora.training.train import HAZE_PARTS, compute_losses, trainable_parameters
+
+SMALL = {"channels": (8, 16, 16), "encoder_blocks": (1, 1)}
+
+
+def test_degrade_keeps_the_true_transmission_and_draws_as_before():
+    x = torch.rand(3, 48, 64, generator=torch.Generator().manual_seed(0))
+    s = degrade(x, ["haze"], torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)  # the same draws as apply_degradation's
+    p = sample_params("haze", g)
+    torch.testing.assert_close(s.degraded, apply_degradation(x[None], "haze", p, g)[0], rtol=0, atol=0)
+    t, a = s.transmission, s.airlight
+    assert t.shape == (48, 64) and 0 < float(t.min()) < float(t.max()) < 1 and torch.equal(a, torch.full((3,), p["airlight"]))
+    torch.testing.assert_close(s.degraded, (x * t + a[:, None, None] * (1 - t)).clamp(0, 1))
+    assert torch.equal(degrade(x, ["noise"], torch.Generator().manual_seed(1)).transmission, torch.ones(48, 64))
+    mix = degradation_cutmix(x, ["noise"], ["haze"], torch.Generator().manual_seed(2))
+    hazy = mix.transmission < 1
+    assert hazy.any() and not hazy.all() and torch.equal(hazy, mix.labels == restora.SEGMENT_CLASSES.index("haze"))
+
+
+def test_dehaze_inverts_the_scattering_model():
+    j = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    t = 0.2 + 0.8 * torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    a = torch.tensor([[0.9, 0.85, 0.8]])
+    hazy = haze(j, 0.0, 0.0, t=t[0, 0]) + a[:, :, None, None] * (1 - t)
+    torch.testing.assert_close(dehaze(hazy, t, a), j, atol=1e-5, rtol=0)
+    assert torch.equal(dehaze(j, torch.ones(1, 1, 64, 64), a), j)  # no haze: unchanged
+    with pytest.raises(ValueError, match="transmission must be"):
+        dehaze(j, t[:, :, :32], a)
+
+
+def test_physics_phase_learns_the_transmission_and_nothing_else(tmp_path):
+    torch.manual_seed(0)
+    model = RestoraNet(RestoraNetConfig(**SMALL, haze_model=8))
+    with pytest.raises(ValueError, match="needs a model with a haze model"):
+        trainable_parameters(RestoraNet(RestoraNetConfig(**SMALL)), "physics", [])
+    params, _ = trainable_parameters(model, "physics", [])
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(HAZE_PARTS) for n in names)
+    x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
+    samples = [degrade(x, ["haze"], torch.Generator().manual_seed(s)) for s in range(4)]
+    batch = [torch.stack([getattr(s, k) for s in samples]) for k in ("degraded", "clean", "labels", "present")]
+    physics = (torch.stack([s.transmission for s in samples])[:, None], torch.stack([s.airlight for s in samples]))
+    with pytest.raises(ValueError, match="true transmission"):
+        compute_losses(model, *batch, TrainConfig().loss_weights, 1, "physics")
+    with torch.no_grad():
+        before = model.eval()(batch[0])
+    opt = torch.optim.Adam(params, lr=1e-2)
+    first = None
+    for _ in range(40):
+        losses = compute_losses(model.train(), *batch, TrainConfig().loss_weights, 1, "physics", physics=physics)
+        opt.zero_grad()
+        losses["total"].backward()
+        opt.step()
+        first = float(losses["total"].detach()) if first is None else first
+    assert float(losses["total"].detach()) < 0.75 * first and model.stem.weight.grad is None
+    with torch.no_grad():
+        after = model.eval()(batch[0])
+    for key in ("restored", "quality", "segment_logits"):
+        torch.testing.assert_close(before[key], after[key], rtol=0, atol=0)
+    assert float((after["transmission"] - physics[0]).abs().mean()) < float((before["transmission"] - physics[0]).abs().mean())
+
+
+def test_synthetic_batches_carry_the_physics(tmp_path):
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    paths = sorted(tmp_path.glob("*.png"))
+    plain = next(SyntheticBatches(paths, 32, 4, {"single": 1.0}, 0))
+    degraded, _clean, _labels, present, t, a = next(SyntheticBatches(paths, 32, 4, {"single": 1.0}, 0, physics=True))
+    assert len(plain) == 4 and torch.equal(plain[0], degraded)  # the same samples either way
+    assert t.shape == (4, 1, 32, 32) and a.shape == (4, 3)
+    no_haze = present[:, DEGRADATIONS.index("haze")] == 0
+    assert torch.equal(t[no_haze], torch.ones_like(t[no_haze]))
