@@ -94,3 +94,16 @@ def test_synthetic_batches_carry_the_physics(tmp_path):
     assert t.shape == (4, 1, 32, 32) and a.shape == (4, 3)
     no_haze = present[:, DEGRADATIONS.index("haze")] == 0
     assert torch.equal(t[no_haze], torch.ones_like(t[no_haze]))
+
+
+def test_dark_channel_transmission_is_the_square_minimum():
+    import torch.nn.functional as F
+
+    from restora.models.restoranet import dark_channel_transmission
+
+    x = torch.rand(2, 3, 40, 50, generator=torch.Generator().manual_seed(0))
+    a = torch.tensor([[0.9, 0.8, 0.7], [1.0, 1.0, 1.0]])
+    direct = -F.max_pool2d(-(x / a[:, :, None, None]).amin(1, keepdim=True), 15, stride=1, padding=7)
+    torch.testing.assert_close(dark_channel_transmission(x, a), 1 - 0.95 * direct, rtol=0, atol=0)
+    assert float(dark_channel_transmission(x, a)[1, 0, 20, 25]) == pytest.approx(
+        1 - 0.95 * float(x[1, :, 13:28, 18:33].min()))

@@ -113,7 +113,9 @@ def dark_channel_transmission(x: torch.Tensor, airlight: torch.Tensor, patch: in
     under ``airlight`` (B, 3): ``1 - omega * min over a patch and the channels of x / A``.
     Its reach is half the patch, well inside the tiles' context."""
     dark = (x / airlight[:, :, None, None].clamp(min=1e-3)).amin(1, keepdim=True)
-    dark = -F.max_pool2d(-dark, patch, stride=1, padding=patch // 2)
+    r = patch // 2  # the square's minimum as a column's then a row's: 3x faster, the same values
+    dark = -F.max_pool2d(-dark, (patch, 1), stride=1, padding=(r, 0))
+    dark = -F.max_pool2d(-dark, (1, patch), stride=1, padding=(0, r))
     return 1 - omega * dark
 
 
