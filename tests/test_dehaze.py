@@ -98,7 +98,6 @@ def test_synthetic_batches_carry_the_physics(tmp_path):
 
 def test_dark_channel_transmission_is_the_square_minimum():
     import torch.nn.functional as F
-
     from restora.models.restoranet import dark_channel_transmission
 
     x = torch.rand(2, 3, 40, 50, generator=torch.Generator().manual_seed(0))
