@@ -150,3 +150,25 @@ def test_segment_phase_trains_only_the_segmentation():
     for key in ("restored", "log_error", "quality", "degradation_logits"):
         torch.testing.assert_close(before[key], after[key], rtol=0, atol=0)
     assert (before["segment_logits"] - after["segment_logits"]).abs().max() > 0.1
+
+
+def test_engine_gives_a_haze_model_alone_the_whole_image_context(tmp_path):
+    """A model with a haze model and no segmentation context network still gets the whole
+    image's context in every tile: tiled transmission and airlight equal untiled."""
+    from safetensors.torch import save_file
+
+    from restora.engine.engine import _Ticker
+
+    model = _randomised(RestoraNet(RestoraNetConfig(**SMALL, haze_model=4)))
+    assert model.reads_context and model.needs_context and not model.blends_per_image
+    path = tmp_path / "haze.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path,
+              metadata=model_metadata("restoranet-v0", model))
+    ramp = torch.linspace(0.9, 0.0, 200)[:, None].expand(200, 136)
+    x = (ramp + 0.1 * torch.rand(1, 3, 200, 136, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    whole_engine = restora.Engine(weights=path, device="cpu", tile_size=512)
+    tiled_engine = restora.Engine(weights=path, device="cpu", tile_size=128)
+    assert tiled_engine.tiles_per_pass(200, 136) > 1
+    whole, tiled = (e._pass(x, True, _Ticker(None, 0)) for e in (whole_engine, tiled_engine))
+    for key in ("restored", "transmission", "airlight"):
+        torch.testing.assert_close(whole[key], tiled[key], atol=1e-4, rtol=0)

@@ -143,7 +143,7 @@ class Engine:
         # is decoded: one tile has them at once; several take an encoder-only sweep first.
         # Blended per region, they also need the whole image's segmentation by a decoder pass
         # blended per image: a second sweep, on the first one's features.
-        # The segmentation's image-level context needs them too.
+        # The heads that read image-level context (segmentation, haze model) need them too.
         pending = decode and getattr(model, "needs_context", False)
         region = decode and getattr(model, "blends_per_region", False)
         weights, context, features = None, None, {}
@@ -230,12 +230,12 @@ class Engine:
     def _image_level(self, stats, grey: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """What decoding needs of the whole image, from its latent sums: the model's per-image
         adapter weights (None unless it blends per image; ``grey`` (1,) says whether the image
-        is grey) and the segmentation's context (None unless the model reads one)."""
+        is grey) and the image-level context (None unless the model reads one)."""
         model, (s1, s2, n) = self.model, (stats[0].float(), stats[1].float(), stats[2])
         weights = context = None
         if getattr(model, "blends_per_image", False):
             weights = model.image_adapter_weights(model.quality_from_stats(s1, s2, n)[1], grey)
-        if getattr(model.config, "segment_context", 0):
+        if getattr(model, "reads_context", False):
             context = model.context_from_stats(s1, s2, n)
         return weights, context
 
@@ -344,8 +344,8 @@ class Engine:
         return (best + strength * step).clamp(0, 1)
 
     def _dehazes(self, out: dict, degradations) -> bool:
-        """Whether the first round inverts the haze model: the model has one, haze is allowed
-        (named, or ``auto``) and the quality head finds it."""
+        """Whether a round may propose the haze model's inverse: the model has one, haze is
+        allowed (named, or ``auto``) and the quality head finds it in pass ``out``."""
         if not self.has_haze_model or (degradations is not None and "haze" not in degradations):
             return False
         return float(out["degradation_probs"][0, DEGRADATIONS.index("haze")]) >= 0.5

@@ -240,10 +240,16 @@ class RestoraNet(nn.Module):
     is_grey = staticmethod(is_grey)
 
     @property
+    def reads_context(self) -> bool:
+        """Whether decoding reads image-level context (`context_from_stats`): the segmentation's
+        context network or the haze model."""
+        return bool(self.config.segment_context) or bool(self.config.haze_model)
+
+    @property
     def needs_context(self) -> bool:
-        """Whether decoding reads image-level context (`context_from_stats`): the whole
-        image's latent statistics, before any tile is decoded."""
-        return self.blends_per_image or bool(self.config.segment_context) or bool(self.config.haze_model)
+        """Whether decoding needs the whole image's latent statistics before any tile is
+        decoded: for the adapters' per-image weights or for the image-level context."""
+        return self.blends_per_image or self.reads_context
 
     @property
     def blends_per_image(self) -> bool:
@@ -305,10 +311,8 @@ class RestoraNet(nn.Module):
     def context_from_stats(self, s1: torch.Tensor, s2: torch.Tensor, n: int) -> torch.Tensor:
         """Image-level context (B, 2 * latent channels + D) from latent sums (`latent_stats`):
         the latent's mean and std and the degradation probabilities."""
-        mean = s1 / n
-        std = (s2 / n - mean * mean).clamp(min=0).add(1e-6).sqrt()
-        logits = self.quality_head(torch.cat([mean, std], 1))[:, 1:]
-        return torch.cat([mean, std, torch.sigmoid(logits)], 1)
+        moments = self._moments(s1, s2, n)
+        return torch.cat([moments, torch.sigmoid(self.quality_head(moments)[:, 1:])], 1)
 
     def _segment(self, d2: torch.Tensor, latent: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         """Half-resolution segmentation logits from the decoder's features ``d2``."""
@@ -353,10 +357,15 @@ class RestoraNet(nn.Module):
         self, s1: torch.Tensor, s2: torch.Tensor, n: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Quality score in [0, 1] (B,) and degradation logits (B, D) from latent statistics."""
+        q = self.quality_head(self._moments(s1, s2, n))
+        return torch.sigmoid(q[:, 0]), q[:, 1:]
+
+    @staticmethod
+    def _moments(s1: torch.Tensor, s2: torch.Tensor, n: int) -> torch.Tensor:
+        """The latent's mean and std (B, 2 * channels) from its sums, what the quality head reads."""
         mean = s1 / n
         std = (s2 / n - mean * mean).clamp(min=0).add(1e-6).sqrt()
-        q = self.quality_head(torch.cat([mean, std], 1))
-        return torch.sigmoid(q[:, 0]), q[:, 1:]
+        return torch.cat([mean, std], 1)
 
     def assess(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quality and degradation logits of ``x`` without running the decoder."""

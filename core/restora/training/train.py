@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .._names import SEGMENT_CLASSES
+from .._names import DEGRADATIONS, SEGMENT_CLASSES
+from ..engine.dehaze import dehaze
 from ..engine.refine import refine_noise
 from ..metrics import psnr, quality_target
 from ..models import build_model
@@ -37,7 +38,6 @@ from .data import SyntheticBatches, pair_paths, validation_set
 PHASES = ("base", "adapters", "heads", "segment", "physics")
 SEGMENT_PARTS = ("segment_head.", "segment_film.", "segment_in.", "segment_mid.", "segment_out.")
 HAZE_PARTS = ("haze_film.", "haze_in.", "haze_mid.", "haze_out.", "airlight_head.")
-T_MIN = 0.1  # the smallest transmission the inversion divides by (as the dark channel prior's t0)
 
 
 def adapter_targets(labels: torch.Tensor, adapters: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,9 +69,7 @@ def physics_losses(model, degraded, clean, transmission, airlight, present) -> d
     """The ``physics`` phase's losses, the features frozen: L1 of the transmission (B, 1, H, W)
     everywhere (1 where there is no haze, so the inversion leaves those pixels alone), L1 of
     the airlight (B, 3) on hazy images, and L1 of the inverted image against the clean one
-    on hazy pixels (the error that the division by t amplifies)."""
-    from .._names import DEGRADATIONS
-
+    on hazy pixels (the error that the division by t amplifies), inverted as the engine does."""
     with torch.no_grad():
         d2, latent = model.half_features(degraded)
         context = model.context_from_stats(*model.latent_stats(latent))
@@ -80,7 +78,7 @@ def physics_losses(model, degraded, clean, transmission, airlight, present) -> d
     hazy = present[:, DEGRADATIONS.index("haze")]
     losses = {"transmission": F.l1_loss(t, transmission),
               "airlight": ((a - airlight).abs().mean(1) * hazy).sum() / hazy.sum().clamp(min=1)}
-    inverted = ((degraded - a[:, :, None, None]) / t.clamp(min=T_MIN) + a[:, :, None, None]).clamp(0, 1)
+    inverted = dehaze(degraded, t, a)
     mask = (transmission < 0.99).float()
     losses["inverted"] = ((inverted - clean).abs() * mask).sum() / (3 * mask.sum()).clamp(min=1)
     losses["total"] = losses["transmission"] + losses["airlight"] + losses["inverted"]
