@@ -189,7 +189,7 @@ def evaluate_image(name: str, degraded: np.ndarray, clean: np.ndarray, kernel: n
     r = restora.restore(degraded, degradations="auto", max_iterations=3, device=args.device, weights=args.weights)
     rec["restora_seconds"] = time.perf_counter() - t0
     rec["restora"], rec["iterations"], rec["refined"] = measure(r.image, clean), r.iterations, r.refined
-    rec["dehazed"] = r.dehazed
+    rec["dehazed"], rec["brightened"] = r.dehazed, r.brightened
     if args.ablation:
         r1 = restora.restore(degraded, degradations="auto", max_iterations=1, device=args.device,
                              weights=args.weights)
@@ -197,12 +197,12 @@ def evaluate_image(name: str, degraded: np.ndarray, clean: np.ndarray, kernel: n
         r0 = restora.restore(degraded, degradations="auto", max_iterations=3, device=args.device,
                              weights=args.weights, refine=False)
         rec["restora_norefine"] = measure(r0.image, clean)
-        # without the haze model's inverse: the same run where it was not used
-        rec["restora_nodehaze"] = rec["restora"]
-        if r.dehazed:
+        # without the physical models' inverses (haze, low light): the same run where none was kept
+        rec["restora_nophysical"] = rec["restora"]
+        if r.dehazed or r.brightened:
             rn = restora.restore(degraded, degradations="auto", max_iterations=3, device=args.device,
-                                 weights=args.weights, dehaze=False)
-            rec["restora_nodehaze"] = measure(rn.image, clean)
+                                 weights=args.weights, dehaze=False, brighten=False)
+            rec["restora_nophysical"] = measure(rn.image, clean)
     rec["baselines"] = {}
     if not args.no_baselines:
         t0 = time.perf_counter()
@@ -257,11 +257,12 @@ class RowResult:
                "restora_psnr": self.mean("restora"), "restora_ssim": self.mean("restora", 1),
                "iterations": float(np.mean([r["iterations"] for r in self.images])) if self.images else math.nan,
                "refined": float(np.mean([r["refined"] for r in self.images])) if self.images else math.nan,
-               "dehazed": float(np.mean([r["dehazed"] for r in self.images])) if self.images else math.nan}
+               **{k: float(np.mean([r[k] for r in self.images])) if self.images else math.nan
+                  for k in ("dehazed", "brightened")}}
         if ablation:
             out["restora_1round_psnr"] = self.mean("restora_1round")
             out["restora_norefine_psnr"] = self.mean("restora_norefine")
-            out["restora_nodehaze_psnr"] = self.mean("restora_nodehaze")
+            out["restora_nophysical_psnr"] = self.mean("restora_nophysical")
         best = self.best_baseline()
         if best is not None:
             out["baseline"], out["baseline_psnr"], out["baseline_ssim"] = best
@@ -287,11 +288,12 @@ def columns(ablation: bool, baselines: bool) -> list[tuple[str, str, str]]:
             ("restora_psnr", "Restora PSNR", ".2f"), ("restora_ssim", "Restora SSIM", ".4f")]
     if ablation:
         cols += [("restora_1round_psnr", "1-round PSNR", ".2f"), ("restora_norefine_psnr", "no-refine PSNR", ".2f"),
-                 ("restora_nodehaze_psnr", "no-dehaze PSNR", ".2f")]
+                 ("restora_nophysical_psnr", "no-physical PSNR", ".2f")]
     if baselines:
         cols += [("baseline", "baseline", "s"), ("baseline_psnr", "base PSNR", ".2f"),
                  ("baseline_ssim", "base SSIM", ".4f"), ("delta_db", "Restora-base dB", "+.2f")]
-    cols += [("iterations", "iters", ".2f"), ("refined", "refined", ".2f"), ("dehazed", "dehazed", ".2f")]
+    cols += [("iterations", "iters", ".2f"), ("refined", "refined", ".2f"), ("dehazed", "dehazed", ".2f"),
+             ("brightened", "brightened", ".2f")]
     return cols
 
 

@@ -17,3 +17,50 @@ def smooth_image(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.uint
     if np.dtype(dtype).kind == "f":
         return img.astype(dtype)
     return np.rint(img * np.iinfo(dtype).max).astype(dtype)
+
+
+def sample_batch(samples: list) -> tuple[list, tuple]:
+    """From synthetic ``DegradedSample`` s: the batch (degraded, clean, labels, present) and its
+    physics (the haze's transmission and airlight, low light's gain), as training stacks them."""
+    import torch
+
+    batch = [torch.stack([getattr(s, k) for s in samples]) for k in ("degraded", "clean", "labels", "present")]
+    physics = (torch.stack([s.transmission for s in samples])[:, None], torch.stack([s.airlight for s in samples]),
+               torch.stack([s.light_gain for s in samples])[:, None])
+    return batch, physics
+
+
+def train_on_batch(model, params: list, batch: list, physics: tuple, phase: str, steps: int):
+    """``steps`` Adam steps of ``phase`` on one batch: the model's outputs on it before and
+    after (eval mode), and the first and last total loss."""
+    import torch
+    from restora.training.config import TrainConfig
+    from restora.training.train import compute_losses
+
+    with torch.no_grad():
+        before = model.eval()(batch[0])
+    opt = torch.optim.Adam(params, lr=1e-2)
+    losses = []
+    for _ in range(steps):
+        loss = compute_losses(model.train(), *batch, TrainConfig().loss_weights, 1, phase, physics=physics)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    with torch.no_grad():
+        after = model.eval()(batch[0])
+    return before, after, losses[0], losses[-1]
+
+
+def degrade_as_before(x, name: str, seed: int):
+    """``degrade(x, [name])`` with ``seed``, checked to draw as ``apply_degradation`` does (so
+    that keeping a degradation's physical parameters changed no older run); the sample and
+    its parameters."""
+    import torch
+    from restora.degradations import apply_degradation, degrade, sample_params
+
+    s = degrade(x, [name], torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    p = sample_params(name, g)
+    torch.testing.assert_close(s.degraded, apply_degradation(x[None], name, p, g)[0], rtol=0, atol=0)
+    return s, p

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import restora
 import torch
+from helpers import degrade_as_before, sample_batch, train_on_batch
 from restora import DEGRADATIONS
 from restora.degradations import (
-    apply_degradation,
     degradation_cutmix,
     degrade,
     haze,
-    sample_params,
 )
 from restora.engine.dehaze import dehaze
 from restora.models import RestoraNet, RestoraNetConfig
@@ -26,10 +25,7 @@ SMALL = {"channels": (8, 16, 16), "encoder_blocks": (1, 1)}
 
 def test_degrade_keeps_the_true_transmission_and_draws_as_before():
     x = torch.rand(3, 48, 64, generator=torch.Generator().manual_seed(0))
-    s = degrade(x, ["haze"], torch.Generator().manual_seed(5))
-    g = torch.Generator().manual_seed(5)  # the same draws as apply_degradation's
-    p = sample_params("haze", g)
-    torch.testing.assert_close(s.degraded, apply_degradation(x[None], "haze", p, g)[0], rtol=0, atol=0)
+    s, p = degrade_as_before(x, "haze", 5)
     t, a = s.transmission, s.airlight
     assert t.shape == (48, 64) and 0 < float(t.min()) < float(t.max()) < 1 and torch.equal(a, torch.full((3,), p["airlight"]))
     torch.testing.assert_close(s.degraded, (x * t + a[:, None, None] * (1 - t)).clamp(0, 1))
@@ -60,23 +56,11 @@ def test_physics_phase_learns_the_transmission_and_nothing_else(tmp_path):
     assert names and all(n.startswith(HAZE_PARTS) for n in names)
     x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
     samples = [degrade(x, ["haze"], torch.Generator().manual_seed(s)) for s in range(4)]
-    batch = [torch.stack([getattr(s, k) for s in samples]) for k in ("degraded", "clean", "labels", "present")]
-    physics = (torch.stack([s.transmission for s in samples])[:, None], torch.stack([s.airlight for s in samples]))
+    batch, physics = sample_batch(samples)
     with pytest.raises(ValueError, match="true transmission"):
         compute_losses(model, *batch, TrainConfig().loss_weights, 1, "physics")
-    with torch.no_grad():
-        before = model.eval()(batch[0])
-    opt = torch.optim.Adam(params, lr=1e-2)
-    first = None
-    for _ in range(40):
-        losses = compute_losses(model.train(), *batch, TrainConfig().loss_weights, 1, "physics", physics=physics)
-        opt.zero_grad()
-        losses["total"].backward()
-        opt.step()
-        first = float(losses["total"].detach()) if first is None else first
-    assert float(losses["total"].detach()) < 0.75 * first and model.stem.weight.grad is None
-    with torch.no_grad():
-        after = model.eval()(batch[0])
+    before, after, first, last = train_on_batch(model, params, batch, physics, "physics", 40)
+    assert last < 0.75 * first and model.stem.weight.grad is None
     for key in ("restored", "quality", "segment_logits"):
         torch.testing.assert_close(before[key], after[key], rtol=0, atol=0)
     assert float((after["transmission"] - physics[0]).abs().mean()) < float((before["transmission"] - physics[0]).abs().mean())
@@ -89,11 +73,13 @@ def test_synthetic_batches_carry_the_physics(tmp_path):
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
     paths = sorted(tmp_path.glob("*.png"))
     plain = next(SyntheticBatches(paths, 32, 4, {"single": 1.0}, 0))
-    degraded, _clean, _labels, present, t, a = next(SyntheticBatches(paths, 32, 4, {"single": 1.0}, 0, physics=True))
+    degraded, _clean, _labels, present, t, a, gain = next(SyntheticBatches(paths, 32, 4, {"single": 1.0}, 0, physics=True))
     assert len(plain) == 4 and torch.equal(plain[0], degraded)  # the same samples either way
     assert t.shape == (4, 1, 32, 32) and a.shape == (4, 3)
     no_haze = present[:, DEGRADATIONS.index("haze")] == 0
     assert torch.equal(t[no_haze], torch.ones_like(t[no_haze]))
+    no_light = present[:, DEGRADATIONS.index("low_light")] == 0
+    assert gain.shape == (4, 1, 32, 32) and torch.equal(gain[no_light], torch.ones_like(gain[no_light]))
 
 
 def test_dark_channel_transmission_is_the_square_minimum():

@@ -15,6 +15,7 @@ from restora.models import RestoraNet, RestoraNetConfig, model_metadata
 from restora.training.config import TrainConfig
 from restora.training.train import (
     HAZE_PARTS,
+    LIGHT_PARTS,
     SEGMENT_PARTS,
     compute_losses,
     trainable_parameters,
@@ -46,7 +47,7 @@ def test_a_new_context_head_leaves_the_shipped_model_unchanged():
 def _randomised(model: RestoraNet) -> RestoraNet:
     torch.manual_seed(3)
     for name, p in model.named_parameters():
-        if name.startswith(SEGMENT_PARTS[1:] + HAZE_PARTS):
+        if name.startswith(SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS):
             torch.nn.init.normal_(p, std=0.5)
     return model
 
@@ -89,12 +90,12 @@ def test_the_context_head_adds_no_reach():
 @pytest.mark.parametrize("blend", [None, "image", "region"])
 def test_engine_segments_exactly_tiled(tmp_path, blend):
     """The engine gives every tile the whole image's context, so tiled equals untiled: the
-    segmentation and the haze model's transmission and airlight."""
+    segmentation, the haze model's transmission and airlight and the low-light model's gain."""
     from restora.engine.engine import _Ticker
     from safetensors.torch import save_file
 
     extra = {} if blend is None else {"adapters": ("noise", "haze"), "adapter_rank": 2, "adapter_blend": blend}
-    model = _randomised(RestoraNet(RestoraNetConfig(**SMALL, segment_context=8, haze_model=4, **extra)))
+    model = _randomised(RestoraNet(RestoraNetConfig(**SMALL, segment_context=8, haze_model=4, light_model=4, **extra)))
     if blend:
         for ad in model.adapters.values():
             torch.nn.init.normal_(ad.up.weight, std=0.2)
@@ -110,9 +111,9 @@ def test_engine_segments_exactly_tiled(tmp_path, blend):
     tiled_engine = restora.Engine(weights=path, device="cpu", tile_size=128)
     assert whole_engine.tiles_per_pass(200, 136) == 1 < tiled_engine.tiles_per_pass(200, 136)
     whole, tiled = (e._pass(x, True, _Ticker(None, 0)) for e in (whole_engine, tiled_engine))
-    for key in ("restored", "segment_logits", "quality", "transmission", "airlight"):
+    for key in ("restored", "segment_logits", "quality", "transmission", "airlight", "log_gain"):
         torch.testing.assert_close(whole[key], tiled[key], atol=1e-4, rtol=0)
-    assert float(whole["transmission"].std()) > 0.05
+    assert float(whole["transmission"].std()) > 0.05 and float(whole["log_gain"].std()) > 1e-3
     with torch.no_grad():  # and the context head did act
         lin = whole_engine.model.segment_head(whole_engine.model.half_features(x)[0])
         lin = torch.nn.functional.interpolate(lin, scale_factor=2, mode="bilinear", align_corners=False)
@@ -152,14 +153,15 @@ def test_segment_phase_trains_only_the_segmentation():
     assert (before["segment_logits"] - after["segment_logits"]).abs().max() > 0.1
 
 
-def test_engine_gives_a_haze_model_alone_the_whole_image_context(tmp_path):
-    """A model with a haze model and no segmentation context network still gets the whole
-    image's context in every tile: tiled transmission and airlight equal untiled."""
+@pytest.mark.parametrize("head", ["haze_model", "light_model"])
+def test_engine_gives_a_physical_model_alone_the_whole_image_context(tmp_path, head):
+    """A model with a haze or low-light model and no segmentation context network still gets
+    the whole image's context in every tile: tiled transmission, airlight and gain equal untiled."""
     from safetensors.torch import save_file
 
     from restora.engine.engine import _Ticker
 
-    model = _randomised(RestoraNet(RestoraNetConfig(**SMALL, haze_model=4)))
+    model = _randomised(RestoraNet(RestoraNetConfig(**SMALL, **{head: 4})))
     assert model.reads_context and model.needs_context and not model.blends_per_image
     path = tmp_path / "haze.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path,
@@ -170,5 +172,6 @@ def test_engine_gives_a_haze_model_alone_the_whole_image_context(tmp_path):
     tiled_engine = restora.Engine(weights=path, device="cpu", tile_size=128)
     assert tiled_engine.tiles_per_pass(200, 136) > 1
     whole, tiled = (e._pass(x, True, _Ticker(None, 0)) for e in (whole_engine, tiled_engine))
-    for key in ("restored", "transmission", "airlight"):
+    keys = ("transmission", "airlight") if head == "haze_model" else ("log_gain",)
+    for key in ("restored", *keys):
         torch.testing.assert_close(whole[key], tiled[key], atol=1e-4, rtol=0)

@@ -97,6 +97,10 @@ class DegradedSample:
     # the airlight (3,); None where unknown (real pairs).
     transmission: torch.Tensor | None = None
     airlight: torch.Tensor | None = None
+    # Low light's physical parameter: the display-space gain (H, W) that undoes the exposure,
+    # ``exposure ** (-1 / gamma)`` (the tone curve turns linear scaling into scaling), 1 where
+    # there is no low light; None where unknown.
+    light_gain: torch.Tensor | None = None
 
 
 def degrade(
@@ -109,7 +113,7 @@ def degrade(
     y = clean[None]
     params = []
     h, w = clean.shape[-2:]
-    t, airlight = torch.ones(h, w), torch.ones(3)
+    t, airlight, gain = torch.ones(h, w), torch.ones(3), torch.ones(h, w)
     for name in names:
         p = sample_params(name, generator)
         if name == "haze":  # as apply_degradation does (the same draws), keeping t
@@ -118,10 +122,12 @@ def degrade(
             t, airlight = t * th, torch.full((3,), float(p["airlight"]))
         else:
             y = apply_degradation(y, name, p, generator)
+            if name == "low_light":
+                gain = gain * float(p["exposure"]) ** (-1 / float(p["gamma"]))
         params.append({"name": name, "region": "all", **p})
     label = SEGMENT_CLASSES.index(names[-1]) if names else 0
     present = torch.tensor([float(d in names) for d in DEGRADATIONS])
-    return DegradedSample(y[0], clean, torch.full((h, w), label, dtype=torch.int64), present, params, t, airlight)
+    return DegradedSample(y[0], clean, torch.full((h, w), label, dtype=torch.int64), present, params, t, airlight, gain)
 
 
 def random_box(h: int, w: int, generator: torch.Generator) -> tuple[int, int, int, int]:
@@ -154,4 +160,5 @@ def degradation_cutmix(
     params = a.params + [dict(p, region=(top, left, bh, bw)) for p in b.params]
     t = torch.where(mask, b.transmission, a.transmission)
     airlight = b.airlight if "haze" in inside else a.airlight  # one airlight per image
-    return DegradedSample(degraded, clean, labels, present, params, t, airlight)
+    gain = torch.where(mask, b.light_gain, a.light_gain)
+    return DegradedSample(degraded, clean, labels, present, params, t, airlight, gain)

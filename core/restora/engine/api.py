@@ -136,6 +136,7 @@ def restore(
     weights: str | os.PathLike = "default",
     refine: bool = True,
     dehaze: bool = True,
+    brighten: bool = True,
 ) -> RestoreResult:
     """Blindly restore an image: remove noise, blur, rain, haze, low light and JPEG artefacts.
 
@@ -174,6 +175,11 @@ def restore(
         first accepted one proposes the inverse of the atmospheric scattering model from the
         predicted transmission and airlight (`restora.engine.dehaze`); it is kept only if the
         assessed quality improves.
+    brighten : bool
+        Likewise where low light is found and the weights have a low-light model: the gain
+        that undoes the exposure (`restora.engine.lowlight`), in the same round. A declined
+        inverse (haze or low light) gets one more chance: the next round proposes the
+        network's restoration of it (a brightened image keeps its noise until then).
 
     Returns
     -------
@@ -185,11 +191,11 @@ def restore(
 
     def op(engine, plane, x, plane_progress):
         r = engine.restore(x, names, max_iterations, strength, target_quality, progress=plane_progress,
-                           refine=refine, dehaze=dehaze)
+                           refine=refine, dehaze=dehaze, brighten=brighten)
         report = {"quality_before": float(r.quality_before[0]), "quality_after": float(r.quality_after[0]),
                   "degradations": _degradation_dict(r.degradation_probs[0]),
                   "iterations": r.iterations[0], "history": [round(q, 4) for q in r.history[0]],
-                  "refined": r.refined[0], "dehazed": r.dehazed[0]}
+                  "refined": r.refined[0], "dehazed": r.dehazed[0], "brightened": r.brightened[0]}
         return r.image[0].permute(1, 2, 0).numpy(), r.uncertainty[0, 0].numpy().astype(np.float32), report
 
     image, layout, lo, hi, results = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op,
@@ -211,6 +217,7 @@ def restore(
         history=reports[0]["history"] if len(reports) == 1 else [],
         refined=any(p["refined"] for p in reports),
         dehazed=any(p["dehazed"] for p in reports),
+        brightened=any(p["brightened"] for p in reports),
         uncertainty=layout.maps(np.stack(uncs)),
         seconds=time.perf_counter() - t0,
         planes=reports if len(reports) > 1 else [],

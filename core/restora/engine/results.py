@@ -28,14 +28,20 @@ class RestoreResult:
     planes: list[dict] = field(default_factory=list)
     refined: bool = False  # the second stage (Wiener refinement) was kept, in any plane
     dehazed: bool = False  # the haze model's inverse was kept as a round, in any plane
+    brightened: bool = False  # the low-light model's inverse (a gain) was kept as a round, in any plane
 
     def report(self) -> str:
         """A one-line summary for people."""
         found = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.degradations.items(), key=lambda kv: -kv[1]) if v >= 0.5)
         return (f"degradations: {found or 'none found'}; quality {self.quality_before:.3f} -> "
-                f"{self.quality_after:.3f}; iterations {self.iterations}{' (one by the haze model)' if self.dehazed else ''}"
+                f"{self.quality_after:.3f}; iterations {self.iterations}{self._physical()}"
                 f"{' + refinement' if self.refined else ''}; "
                 f"{self.seconds:.2f} s")
+
+    def _physical(self) -> str:
+        """Which physical models' inverses were kept, for the report."""
+        models = [m for m, kept in (("haze", self.dehazed), ("low-light", self.brightened)) if kept]
+        return f" (one by the {' and '.join(models)} model{'s' if len(models) > 1 else ''})" if models else ""
 
 
 @dataclass

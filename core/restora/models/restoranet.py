@@ -63,6 +63,12 @@ class RestoraNetConfig:
     # head's transmission ran 0.08 too high (mean absolute error 0.11; haze 16.8 dB on 8
     # val/bsds images, where the true transmission would give 25.7).
     haze_model: int = 0
+    # Hidden width of the low-light model's head (0: none): low light is, in display space, a
+    # scaling by ``exposure ** (1 / gamma)`` (then shot and read noise), so its inverse is a
+    # gain. The head predicts the log gain per pixel as an image-level exposure from the
+    # context, shaped by a per-pixel map of where low light is and a small correction (1x1
+    # convs on the decoder's half-resolution features, conditioned on the context).
+    light_model: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,6 +123,15 @@ def dark_channel_transmission(x: torch.Tensor, airlight: torch.Tensor, patch: in
     dark = -F.max_pool2d(-dark, (patch, 1), stride=1, padding=(r, 0))
     dark = -F.max_pool2d(-dark, (1, patch), stride=1, padding=(0, r))
     return 1 - omega * dark
+
+
+def local_log_brightness(x: torch.Tensor, size: int = 9) -> torch.Tensor:
+    """Log of the mean brightness (B, 1, H/2, W/2) of images ``x`` over ``size`` x ``size``
+    pixels at half resolution, an input of the low-light model besides the decoder's
+    features. Its reach, ``size`` pixels at full resolution, is within the network's, so
+    tiles stay exact."""
+    half = F.avg_pool2d(x.mean(1, keepdim=True), 2)
+    return torch.log(F.avg_pool2d(half, size, stride=1, padding=size // 2, count_include_pad=False) + 1e-3)
 
 
 def _ramp(p: torch.Tensor) -> torch.Tensor:
@@ -181,6 +196,18 @@ class RestoraNet(nn.Module):
             with torch.no_grad():  # and a bright airlight
                 self.airlight_head.weight.mul_(0.1)
                 self.airlight_head.bias.fill_(2.0)
+        if cfg.light_model:
+            k, ctx = cfg.light_model, 2 * c3 + cfg.num_degradations
+            self.light_film = nn.Linear(ctx, 2 * k)
+            self.light_in = nn.Conv2d(c2 + 1, k, 1)  # and the local log brightness
+            self.light_mid = nn.Conv2d(k, k, 1)
+            self.light_out = nn.Conv2d(k, 2, 1)  # where low light is (logit), log-gain correction
+            self.exposure_head = nn.Linear(ctx, 1)
+            nn.init.zeros_(self.light_out.weight)  # starts as a uniform gain of e^0.55, about
+            nn.init.zeros_(self.light_out.bias)  # the middle of the synthesis's range (e^0.5-e^2)
+            with torch.no_grad():
+                self.exposure_head.weight.mul_(0.1)
+                self.exposure_head.bias.fill_(0.7)
         self.quality_head = nn.Sequential(
             nn.Linear(2 * c3, 64), nn.SiLU(), nn.Linear(64, 1 + cfg.num_degradations)
         )
@@ -242,8 +269,8 @@ class RestoraNet(nn.Module):
     @property
     def reads_context(self) -> bool:
         """Whether decoding reads image-level context (`context_from_stats`): the segmentation's
-        context network or the haze model."""
-        return bool(self.config.segment_context) or bool(self.config.haze_model)
+        context network, the haze model or the low-light model."""
+        return bool(self.config.segment_context or self.config.haze_model or self.config.light_model)
 
     @property
     def needs_context(self) -> bool:
@@ -286,6 +313,8 @@ class RestoraNet(nn.Module):
         seg = F.interpolate(seg, scale_factor=2, mode="bilinear", align_corners=False)
         if self.config.haze_model:
             extra["transmission"] = self.transmission_from_features(x, d2, context)
+        if self.config.light_model:
+            extra["log_gain"] = self.log_gain_from_features(x, d2, context)
         return {"restored": x + out[:, :3], "log_error": out[:, 3:4], "segment_logits": seg, **extra}
 
     def transmission_from_features(self, x: torch.Tensor, d2: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -297,6 +326,21 @@ class RestoraNet(nn.Module):
         h = self.haze_in(torch.cat([d2, prior * 2 - 1], 1)) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
         logit = torch.logit(prior.clamp(0.02, 0.98)) + self.haze_out(F.silu(self.haze_mid(F.silu(h))))
         return torch.sigmoid(F.interpolate(logit, scale_factor=2, mode="bilinear", align_corners=False))
+
+    def log_gain_from_features(self, x: torch.Tensor, d2: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The low-light model's log gain (B, 1, H, W) for images ``x``, at least 0: where the
+        per-pixel map finds low light, the image-level exposure from ``context`` plus a
+        per-pixel correction, both from the decoder's half-resolution features ``d2`` and the
+        local brightness; 0 (gain 1) elsewhere. (The map did not learn to localise: on CutMix
+        composites it brightens a normally exposed region as much as the dark one, so the
+        engine masks the gain by the segmentation's low-light probability.)"""
+        scale, shift = self.light_film(context.to(d2.dtype)).chunk(2, 1)
+        h = self.light_in(torch.cat([d2, local_log_brightness(x)], 1))
+        h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        where, correction = self.light_out(F.silu(self.light_mid(F.silu(h)))).chunk(2, 1)
+        exposure = self.exposure_head(context.to(d2.dtype))[:, :, None, None]
+        log_gain = torch.sigmoid(where) * F.softplus(exposure + correction)
+        return F.interpolate(log_gain, scale_factor=2, mode="bilinear", align_corners=False)
 
     def airlight(self, context: torch.Tensor) -> torch.Tensor:
         """The haze model's airlight (B, 3) in (0, 1) from the image-level context."""

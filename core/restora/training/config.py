@@ -50,8 +50,9 @@ class TrainConfig:
     # adapters only, blended by the true label maps; ``train_adapters`` limits it to some, e.g.
     # one new degradation), "heads" (phase III: the adapter estimator, quality and segmentation
     # heads, on frozen features), "segment" (the segmentation head alone, with its context
-    # network: restoration and assessment stay exactly as they were) or "physics" (the haze
-    # model's transmission and airlight head alone, from the synthesis's true values).
+    # network: restoration and assessment stay exactly as they were), "physics" (the haze
+    # model's transmission and airlight head alone, from the synthesis's true values) or
+    # "light" (the low-light model's gain head alone, likewise).
     phase: str = "base"
     train_adapters: list[str] = field(default_factory=list)
     eval_every: int = 250

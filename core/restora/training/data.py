@@ -40,7 +40,7 @@ def grey(sample: DegradedSample) -> DegradedSample:
     return DegradedSample(sample.degraded.mean(0, keepdim=True).expand(3, -1, -1).contiguous(),
                           sample.clean.mean(0, keepdim=True).expand(3, -1, -1).contiguous(),
                           sample.labels, sample.present, sample.params + [{"name": "grey"}],
-                          sample.transmission, sample.airlight)
+                          sample.transmission, sample.airlight, sample.light_gain)
 
 
 class SyntheticBatches:
@@ -50,7 +50,7 @@ class SyntheticBatches:
     other degradation, then noise a third of the time), "cutmix" and, with ``pairs``, "pairs"
     (a crop of a real noisy/clean pair, labelled noise). A synthetic sample is made grey with
     chance ``grey``. With ``physics`` each batch also holds the haze's true transmission
-    (B, 1, H, W) and airlight (B, 3).
+    (B, 1, H, W) and airlight (B, 3), and low light's true gain (B, 1, H, W).
     """
 
     def __init__(
@@ -94,9 +94,9 @@ class SyntheticBatches:
         degraded, clean = self._crop(a, b)
         labels = torch.full(clean.shape[1:], SEGMENT_CLASSES.index("noise"), dtype=torch.int64)
         present = torch.tensor([float(d == "noise") for d in DEGRADATIONS])
-        # real microscopy: no haze (transmission 1)
+        # real microscopy: no haze (transmission 1), no low light (gain 1)
         return DegradedSample(degraded, clean, labels, present, [{"name": "pair"}],
-                              torch.ones(clean.shape[1:]), torch.ones(3))
+                              torch.ones(clean.shape[1:]), torch.ones(3), torch.ones(clean.shape[1:]))
 
     def _names(self) -> list[str]:
         """One degradation other than noise, followed by noise a third of the time."""
@@ -141,7 +141,8 @@ class SyntheticBatches:
         if not self.physics:
             return batch
         return batch + (torch.stack([s.transmission for s in samples])[:, None],
-                        torch.stack([s.airlight for s in samples]))
+                        torch.stack([s.airlight for s in samples]),
+                        torch.stack([s.light_gain for s in samples])[:, None])
 
 
 def validation_set(folder: Path, count: int, size: int = 256, sigma: float = 25 / 255, seed: int = 1234):

@@ -9,7 +9,8 @@ the adapter estimator (if any) with the quality and segmentation heads, on froze
 (with its context network, ``model.segment_context``), on frozen features blended as at
 inference, which changes no restoration and no assessment; ``physics``, the haze model's head
 alone (``model.haze_model``: transmission and airlight), on the same frozen features, from the
-synthesis's true transmission and airlight. Checkpoints every few hundred steps; ``--resume`` picks up
+synthesis's true transmission and airlight; ``light``, the low-light model's head alone
+(``model.light_model``: the gain that undoes the exposure), likewise. Checkpoints every few hundred steps; ``--resume`` picks up
 the last one, ``--init`` starts from shipped weights. Logs are JSON lines beside the checkpoints.
 """
 
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from ..engine.dehaze import dehaze
+from ..engine.lowlight import brighten
 from ..engine.refine import refine_noise
 from ..metrics import psnr, quality_target
 from ..models import build_model
@@ -35,9 +37,10 @@ from ..io import list_images
 from .data import SyntheticBatches, pair_paths, validation_set
 
 
-PHASES = ("base", "adapters", "heads", "segment", "physics")
+PHASES = ("base", "adapters", "heads", "segment", "physics", "light")
 SEGMENT_PARTS = ("segment_head.", "segment_film.", "segment_in.", "segment_mid.", "segment_out.")
 HAZE_PARTS = ("haze_film.", "haze_in.", "haze_mid.", "haze_out.", "airlight_head.")
+LIGHT_PARTS = ("light_film.", "light_in.", "light_mid.", "light_out.", "exposure_head.")
 
 
 def adapter_targets(labels: torch.Tensor, adapters: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +88,23 @@ def physics_losses(model, degraded, clean, transmission, airlight, present) -> d
     return losses
 
 
+def light_losses(model, degraded, clean, gain, present) -> dict[str, torch.Tensor]:
+    """The ``light`` phase's losses, the features frozen: L1 of the log gain (B, 1, H, W)
+    everywhere (0 where there is no low light, so brightening leaves those pixels alone) and
+    L1 of the brightened image against the clean one on low-light pixels, brightened as the
+    engine does (the noise stays: the network's next round removes it)."""
+    with torch.no_grad():
+        d2, latent = model.half_features(degraded)
+        context = model.context_from_stats(*model.latent_stats(latent))
+    log_gain = model.log_gain_from_features(degraded, d2, context)
+    losses = {"log_gain": F.l1_loss(log_gain, gain.log())}
+    mask = (gain > 1.01).float()
+    brightened = brighten(degraded, log_gain)
+    losses["brightened"] = ((brightened - clean).abs() * mask).sum() / (3 * mask.sum()).clamp(min=1)
+    losses["total"] = losses["log_gain"] + losses["brightened"]
+    return losses
+
+
 def compute_losses(model, degraded, clean, labels, present, weights: dict, self_rounds: int = 1,
                    phase: str = "base", refine_quality: bool = False, physics: tuple = ()) -> dict[str, torch.Tensor]:
     """All training losses of one batch.
@@ -99,10 +119,13 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     """
     if phase == "segment":
         return segment_losses(model, degraded, labels)
-    if phase == "physics":
-        if len(physics) != 2:
-            raise ValueError("the physics phase needs the true transmission and airlight (SyntheticBatches(physics=True))")
-        return physics_losses(model, degraded, clean, *physics, present)
+    if phase in ("physics", "light"):
+        if len(physics) != 3:
+            raise ValueError(f"the {phase} phase needs the true transmission, airlight and light gain "
+                             "(SyntheticBatches(physics=True))")
+        if phase == "light":
+            return light_losses(model, degraded, clean, physics[2], present)
+        return physics_losses(model, degraded, clean, *physics[:2], present)
     adapters = getattr(model.config, "adapters", ())
     true_w, est_target = adapter_targets(labels, adapters) if adapters else (None, None)
     forced = true_w if phase == "adapters" else None
@@ -174,9 +197,11 @@ def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[
         raise ValueError(f"train_adapters {sorted(unknown)} are not adapters of the model {adapters}")
     prefixes = {"base": ("",), "adapters": ("adapters.",),
                 "heads": ("estimator.", "quality_head.") + SEGMENT_PARTS, "segment": SEGMENT_PARTS,
-                "physics": HAZE_PARTS}[phase]
+                "physics": HAZE_PARTS, "light": LIGHT_PARTS}[phase]
     if phase == "physics" and not getattr(model.config, "haze_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with a haze model (config model.haze_model)")
+    if phase == "light" and not getattr(model.config, "light_model", 0):
+        raise ValueError(f"phase {phase!r} needs a model with a low-light model (config model.light_model)")
     params = []
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(prefixes))
@@ -230,7 +255,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         from ..engine.weights import load_state
 
         result = model.load_state_dict(load_state(init)[1], strict=False)
-        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS  # parts a phase adds
+        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS  # parts a phase adds
         grown = residual_blocks_added(model, result.missing_keys)
         missing = [k for k in result.missing_keys if not k.startswith(new + grown)]
         if missing or result.unexpected_keys:
@@ -242,7 +267,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         paths = paths[: config.max_images]
     pairs = [pair for d in config.pair_dirs for pair in pair_paths(data_root / d, config.pair_holdout)]
     batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step, pairs, config.grey,
-                               physics=config.phase == "physics")
+                               physics=config.phase in ("physics", "light"))
     val_noisy, val_clean = validation_set(data_root / config.val_dir, config.val_images)
     val_noisy, val_clean = val_noisy.to(device), val_clean.to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
