@@ -87,11 +87,9 @@ def test_grey_microscopy_is_denoised():
     assert psnr(r.image, clean) >= psnr(noisy, clean) + 5.0  # measured 22.6 -> 31.3 dB
 
 
-@pytest.fixture(scope="module")
-def hazy_sample() -> tuple[np.ndarray, np.ndarray]:
-    """A validation photograph under haze (the quality table's haze row: beta 1.5, airlight
-    0.9), rounded to uint8 as a user's file would be. (The bundled portrait is not used: its
-    black background under haze reads as haze with probability 0.3-0.5 only.)"""
+def _degraded_val_image(name: str, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The second validation photograph and its degradation by ``name`` with ``params`` (seed
+    0), rounded to uint8 as a user's file would be."""
     import torch
 
     from restora.degradations import apply_degradation
@@ -101,8 +99,16 @@ def hazy_sample() -> tuple[np.ndarray, np.ndarray]:
     with Image.open(sorted(VAL.glob("*.jpg"))[1]) as im:
         clean = np.asarray(im.convert("RGB"))
     x = torch.from_numpy(clean.astype(np.float32) / 255).permute(2, 0, 1)[None]
-    y = apply_degradation(x, "haze", {"beta": 1.5, "airlight": 0.9}, torch.Generator().manual_seed(0))
+    y = apply_degradation(x, name, params, torch.Generator().manual_seed(0))
     return clean, np.round(y[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def hazy_sample() -> tuple[np.ndarray, np.ndarray]:
+    """A validation photograph under haze (the quality table's haze row: beta 1.5, airlight
+    0.9). (The bundled portrait is not used: its black background under haze reads as haze
+    with probability 0.3-0.5 only.)"""
+    return _degraded_val_image("haze", {"beta": 1.5, "airlight": 0.9})
 
 
 def test_haze_is_inverted_by_the_haze_model(hazy_sample):
@@ -121,19 +127,8 @@ def test_haze_is_inverted_by_the_haze_model(hazy_sample):
 @pytest.fixture(scope="module")
 def dark_sample() -> tuple[np.ndarray, np.ndarray]:
     """A validation photograph under low light (the quality table's row: exposure 0.1, gamma
-    2.2, shot noise at gain 1e-3, read noise 1/255), rounded to uint8."""
-    import torch
-
-    from restora.degradations import apply_degradation
-
-    if not VAL.is_dir():
-        pytest.skip(f"validation images not at {VAL}")
-    with Image.open(sorted(VAL.glob("*.jpg"))[1]) as im:
-        clean = np.asarray(im.convert("RGB"))
-    x = torch.from_numpy(clean.astype(np.float32) / 255).permute(2, 0, 1)[None]
-    params = {"exposure": 0.1, "gamma": 2.2, "gain": 1e-3, "read_sigma": 1 / 255}
-    y = apply_degradation(x, "low_light", params, torch.Generator().manual_seed(0))
-    return clean, np.round(y[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    2.2, shot noise at gain 1e-3, read noise 1/255)."""
+    return _degraded_val_image("low_light", {"exposure": 0.1, "gamma": 2.2, "gain": 1e-3, "read_sigma": 1 / 255})
 
 
 def test_low_light_is_undone_by_the_low_light_model(dark_sample):

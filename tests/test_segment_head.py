@@ -87,13 +87,29 @@ def test_the_context_head_adds_no_reach():
     assert 30 <= reach <= model.receptive_radius
 
 
+def _whole_and_tiled(model: RestoraNet, tmp_path):
+    """``model`` saved as weights and run by the engine over one image whole and in tiles: the
+    image (a bright-to-dark ramp under texture, so that the haze model's transmission
+    varies), the whole-image engine and both passes' outputs."""
+    from restora.engine.engine import _Ticker
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path,
+              metadata=model_metadata("restoranet-v0", model))
+    ramp = torch.linspace(0.9, 0.0, 200)[:, None].expand(200, 136)
+    x = (ramp + 0.1 * torch.rand(1, 3, 200, 136, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    whole_engine = restora.Engine(weights=path, device="cpu", tile_size=512)
+    tiled_engine = restora.Engine(weights=path, device="cpu", tile_size=128)
+    assert whole_engine.tiles_per_pass(200, 136) == 1 < tiled_engine.tiles_per_pass(200, 136)
+    whole, tiled = (e._pass(x, True, _Ticker(None, 0)) for e in (whole_engine, tiled_engine))
+    return x, whole_engine, whole, tiled
+
+
 @pytest.mark.parametrize("blend", [None, "image", "region"])
 def test_engine_segments_exactly_tiled(tmp_path, blend):
     """The engine gives every tile the whole image's context, so tiled equals untiled: the
     segmentation, the haze model's transmission and airlight and the low-light model's gain."""
-    from restora.engine.engine import _Ticker
-    from safetensors.torch import save_file
-
     extra = {} if blend is None else {"adapters": ("noise", "haze"), "adapter_rank": 2, "adapter_blend": blend}
     model = _randomised(RestoraNet(RestoraNetConfig(**SMALL, segment_context=8, haze_model=4, light_model=4, **extra)))
     if blend:
@@ -101,16 +117,7 @@ def test_engine_segments_exactly_tiled(tmp_path, blend):
             torch.nn.init.normal_(ad.up.weight, std=0.2)
         with torch.no_grad():
             model.quality_head[-1].bias[1:] = 3.0
-    path = tmp_path / "context.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path,
-              metadata=model_metadata("restoranet-v0", model))
-    # a bright-to-dark ramp under texture, so that the haze model's transmission varies
-    ramp = torch.linspace(0.9, 0.0, 200)[:, None].expand(200, 136)
-    x = (ramp + 0.1 * torch.rand(1, 3, 200, 136, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
-    whole_engine = restora.Engine(weights=path, device="cpu", tile_size=512)
-    tiled_engine = restora.Engine(weights=path, device="cpu", tile_size=128)
-    assert whole_engine.tiles_per_pass(200, 136) == 1 < tiled_engine.tiles_per_pass(200, 136)
-    whole, tiled = (e._pass(x, True, _Ticker(None, 0)) for e in (whole_engine, tiled_engine))
+    x, whole_engine, whole, tiled = _whole_and_tiled(model, tmp_path)
     for key in ("restored", "segment_logits", "quality", "transmission", "airlight", "log_gain"):
         torch.testing.assert_close(whole[key], tiled[key], atol=1e-4, rtol=0)
     assert float(whole["transmission"].std()) > 0.05 and float(whole["log_gain"].std()) > 1e-3
@@ -157,21 +164,9 @@ def test_segment_phase_trains_only_the_segmentation():
 def test_engine_gives_a_physical_model_alone_the_whole_image_context(tmp_path, head):
     """A model with a haze or low-light model and no segmentation context network still gets
     the whole image's context in every tile: tiled transmission, airlight and gain equal untiled."""
-    from safetensors.torch import save_file
-
-    from restora.engine.engine import _Ticker
-
     model = _randomised(RestoraNet(RestoraNetConfig(**SMALL, **{head: 4})))
     assert model.reads_context and model.needs_context and not model.blends_per_image
-    path = tmp_path / "haze.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path,
-              metadata=model_metadata("restoranet-v0", model))
-    ramp = torch.linspace(0.9, 0.0, 200)[:, None].expand(200, 136)
-    x = (ramp + 0.1 * torch.rand(1, 3, 200, 136, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
-    whole_engine = restora.Engine(weights=path, device="cpu", tile_size=512)
-    tiled_engine = restora.Engine(weights=path, device="cpu", tile_size=128)
-    assert tiled_engine.tiles_per_pass(200, 136) > 1
-    whole, tiled = (e._pass(x, True, _Ticker(None, 0)) for e in (whole_engine, tiled_engine))
+    _, _, whole, tiled = _whole_and_tiled(model, tmp_path)
     keys = ("transmission", "airlight") if head == "haze_model" else ("log_gain",)
     for key in ("restored", *keys):
         torch.testing.assert_close(whole[key], tiled[key], atol=1e-4, rtol=0)

@@ -405,7 +405,7 @@ class Engine:
         # input (-5.4 to -6.2 dB), and declined the network's proposal on all three. The inverse
         # is kept if assessed better; declined, the next round proposes the network's
         # restoration of it instead (the brightened image keeps its noise, which the quality
-        # head rates below the network's own round: 0.22-0.29 against 0.36-0.45 on 8 val/bsds
+        # head rates below the network's own round: 0.20-0.28 against 0.36-0.45 on 8 val/bsds
         # low-light images), judged against the same best; declined too, the rounds go on from
         # the network's result.
         physical = None  # (haze, low light): the inverses the next round proposes
@@ -437,8 +437,7 @@ class Engine:
             if physical:
                 base, base_out, kept = candidate, nxt, physical
             elif trial:
-                base, base_out, kept = trial[0], trial[1], trial[2]
-                trial = None
+                (base, base_out, kept), trial = trial, None
             physical = self._inverses(first, degradations, dehaze, brighten) if accepted == 0 else None
             best, best_q, accepted = candidate, q, accepted + 1
             if proposer is not None:

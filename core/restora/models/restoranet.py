@@ -322,9 +322,7 @@ class RestoraNet(nn.Module):
         channel prior's under the predicted airlight, corrected (in logit space) from the
         decoder's half-resolution features ``d2`` and the image-level context."""
         prior = F.avg_pool2d(dark_channel_transmission(x, self.airlight(context)), 2)
-        scale, shift = self.haze_film(context.to(d2.dtype)).chunk(2, 1)
-        h = self.haze_in(torch.cat([d2, prior * 2 - 1], 1)) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
-        logit = torch.logit(prior.clamp(0.02, 0.98)) + self.haze_out(F.silu(self.haze_mid(F.silu(h))))
+        logit = torch.logit(prior.clamp(0.02, 0.98)) + self._film_head("haze", torch.cat([d2, prior * 2 - 1], 1), context)
         return torch.sigmoid(F.interpolate(logit, scale_factor=2, mode="bilinear", align_corners=False))
 
     def log_gain_from_features(self, x: torch.Tensor, d2: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -334,10 +332,7 @@ class RestoraNet(nn.Module):
         local brightness; 0 (gain 1) elsewhere. (The map did not learn to localise: on CutMix
         composites it brightens a normally exposed region as much as the dark one, so the
         engine masks the gain by the segmentation's low-light probability.)"""
-        scale, shift = self.light_film(context.to(d2.dtype)).chunk(2, 1)
-        h = self.light_in(torch.cat([d2, local_log_brightness(x)], 1))
-        h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
-        where, correction = self.light_out(F.silu(self.light_mid(F.silu(h)))).chunk(2, 1)
+        where, correction = self._film_head("light", torch.cat([d2, local_log_brightness(x)], 1), context).chunk(2, 1)
         exposure = self.exposure_head(context.to(d2.dtype))[:, :, None, None]
         log_gain = torch.sigmoid(where) * F.softplus(exposure + correction)
         return F.interpolate(log_gain, scale_factor=2, mode="bilinear", align_corners=False)
@@ -365,10 +360,17 @@ class RestoraNet(nn.Module):
             return seg
         if context is None:
             context = self.context_from_stats(*self.latent_stats(latent))
-        scale, shift = self.segment_film(context.to(d2.dtype)).chunk(2, 1)
-        h = self.segment_in(d2) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
-        h = F.silu(self.segment_mid(F.silu(h)))
-        return seg + self.segment_out(h)
+        return seg + self._film_head("segment", d2, context)
+
+    def _film_head(self, name: str, features: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """One of the per-pixel heads that read the image-level context (segment, haze, light):
+        ``{name}_in`` on the half-resolution ``features``, scaled and shifted (FiLM) by
+        ``{name}_film`` of ``context``, then ``{name}_mid`` and ``{name}_out``, SiLU between:
+        1x1 convs only, so no reach is added."""
+        film, first, mid, out = (getattr(self, f"{name}_{part}") for part in ("film", "in", "mid", "out"))
+        scale, shift = film(context.to(features.dtype)).chunk(2, 1)
+        h = first(features) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        return out(F.silu(mid(F.silu(h))))
 
     def _decode_half(self, e2, latent, adapter_weights):
         """The decoder up to its half-resolution features, the estimator's logits (with

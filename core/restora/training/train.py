@@ -68,14 +68,25 @@ def segment_losses(model, degraded: torch.Tensor, labels: torch.Tensor) -> dict[
     return {"segment": loss, "segment_accuracy": accuracy, "total": loss}
 
 
+def _frozen_features(model, degraded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the physical models' heads read, without gradient (the features stay frozen): the
+    decoder's half-resolution features and the image-level context."""
+    with torch.no_grad():
+        d2, latent = model.half_features(degraded)
+        return d2, model.context_from_stats(*model.latent_stats(latent))
+
+
+def _masked_l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of (B, 3, H, W) images over the pixels where ``mask`` (B, 1, H, W) is 1."""
+    return ((a - b).abs() * mask).sum() / (3 * mask.sum()).clamp(min=1)
+
+
 def physics_losses(model, degraded, clean, transmission, airlight, present) -> dict[str, torch.Tensor]:
     """The ``physics`` phase's losses, the features frozen: L1 of the transmission (B, 1, H, W)
     everywhere (1 where there is no haze, so the inversion leaves those pixels alone), L1 of
     the airlight (B, 3) on hazy images, and L1 of the inverted image against the clean one
     on hazy pixels (the error that the division by t amplifies), inverted as the engine does."""
-    with torch.no_grad():
-        d2, latent = model.half_features(degraded)
-        context = model.context_from_stats(*model.latent_stats(latent))
+    d2, context = _frozen_features(model, degraded)
     t = model.transmission_from_features(degraded, d2, context)
     a = model.airlight(context)
     hazy = present[:, DEGRADATIONS.index("haze")]
@@ -83,24 +94,22 @@ def physics_losses(model, degraded, clean, transmission, airlight, present) -> d
               "airlight": ((a - airlight).abs().mean(1) * hazy).sum() / hazy.sum().clamp(min=1)}
     inverted = dehaze(degraded, t, a)
     mask = (transmission < 0.99).float()
-    losses["inverted"] = ((inverted - clean).abs() * mask).sum() / (3 * mask.sum()).clamp(min=1)
+    losses["inverted"] = _masked_l1(inverted, clean, mask)
     losses["total"] = losses["transmission"] + losses["airlight"] + losses["inverted"]
     return losses
 
 
-def light_losses(model, degraded, clean, gain, present) -> dict[str, torch.Tensor]:
+def light_losses(model, degraded, clean, gain) -> dict[str, torch.Tensor]:
     """The ``light`` phase's losses, the features frozen: L1 of the log gain (B, 1, H, W)
     everywhere (0 where there is no low light, so brightening leaves those pixels alone) and
     L1 of the brightened image against the clean one on low-light pixels, brightened as the
     engine does (the noise stays: the network's next round removes it)."""
-    with torch.no_grad():
-        d2, latent = model.half_features(degraded)
-        context = model.context_from_stats(*model.latent_stats(latent))
+    d2, context = _frozen_features(model, degraded)
     log_gain = model.log_gain_from_features(degraded, d2, context)
     losses = {"log_gain": F.l1_loss(log_gain, gain.log())}
     mask = (gain > 1.01).float()
     brightened = brighten(degraded, log_gain)
-    losses["brightened"] = ((brightened - clean).abs() * mask).sum() / (3 * mask.sum()).clamp(min=1)
+    losses["brightened"] = _masked_l1(brightened, clean, mask)
     losses["total"] = losses["log_gain"] + losses["brightened"]
     return losses
 
@@ -124,7 +133,7 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
             raise ValueError(f"the {phase} phase needs the true transmission, airlight and light gain "
                              "(SyntheticBatches(physics=True))")
         if phase == "light":
-            return light_losses(model, degraded, clean, physics[2], present)
+            return light_losses(model, degraded, clean, physics[2])
         return physics_losses(model, degraded, clean, *physics[:2], present)
     adapters = getattr(model.config, "adapters", ())
     true_w, est_target = adapter_targets(labels, adapters) if adapters else (None, None)
