@@ -33,13 +33,8 @@ for _p in (HERE, ROOT / "core"):  # run as a script from anywhere, with or witho
 
 import _baselines
 import restora
-from restora.degradations import (
-    apply_degradation,
-    defocus_kernel,
-    degradation_cutmix,
-    gaussian_kernel,
-    motion_kernel,
-)
+from restora.degradations import apply_degradation, degradation_cutmix
+from restora.degradations import blur_kernel as core_blur_kernel
 from restora.io import list_images as restora_list_images
 from restora.metrics import psnr, ssim
 
@@ -96,10 +91,7 @@ PAIRS_ROW = Row("pairs", baselines=_baselines.DENOISERS + (("BM3D (GAT)",) if _b
 
 def blur_kernel(params: dict) -> np.ndarray:
     """The (k, k) kernel that `apply_degradation` uses for blur ``params``."""
-    k = {"gaussian": lambda: gaussian_kernel(params["sigma"]),
-         "defocus": lambda: defocus_kernel(params["radius"]),
-         "motion": lambda: motion_kernel(params["length"], params["angle"])}[params["kind"]]()
-    return k.double().numpy()
+    return core_blur_kernel(params).double().numpy()
 
 
 def image_seed(seed: int, row: str, image_name: str) -> int:
@@ -193,7 +185,7 @@ def evaluate_image(name: str, degraded: np.ndarray, clean: np.ndarray, kernel: n
     r = restora.restore(degraded, degradations="auto", max_iterations=3, device=args.device, weights=args.weights)
     rec["restora_seconds"] = time.perf_counter() - t0
     rec["restora"], rec["iterations"], rec["refined"] = measure(r.image, clean), r.iterations, r.refined
-    rec["dehazed"], rec["brightened"] = r.dehazed, r.brightened
+    rec["dehazed"], rec["brightened"], rec["deblurred"] = r.dehazed, r.brightened, r.deblurred
     if args.ablation:
         r1 = restora.restore(degraded, degradations="auto", max_iterations=1, device=args.device,
                              weights=args.weights)
@@ -201,11 +193,11 @@ def evaluate_image(name: str, degraded: np.ndarray, clean: np.ndarray, kernel: n
         r0 = restora.restore(degraded, degradations="auto", max_iterations=3, device=args.device,
                              weights=args.weights, refine=False)
         rec["restora_norefine"] = measure(r0.image, clean)
-        # without the physical models' inverses (haze, low light): the same run where none was kept
+        # without the physical models' inverses (haze, low light, blur): the same run where none was kept
         rec["restora_nophysical"] = rec["restora"]
-        if r.dehazed or r.brightened:
+        if r.dehazed or r.brightened or r.deblurred:
             rn = restora.restore(degraded, degradations="auto", max_iterations=3, device=args.device,
-                                 weights=args.weights, dehaze=False, brighten=False)
+                                 weights=args.weights, dehaze=False, brighten=False, deblur=False)
             rec["restora_nophysical"] = measure(rn.image, clean)
     rec["baselines"] = {}
     if not args.no_baselines:
@@ -262,7 +254,7 @@ class RowResult:
                "iterations": float(np.mean([r["iterations"] for r in self.images])) if self.images else math.nan,
                "refined": float(np.mean([r["refined"] for r in self.images])) if self.images else math.nan,
                **{k: float(np.mean([r[k] for r in self.images])) if self.images else math.nan
-                  for k in ("dehazed", "brightened")}}
+                  for k in ("dehazed", "brightened", "deblurred")}}
         if ablation:
             out["restora_1round_psnr"] = self.mean("restora_1round")
             out["restora_norefine_psnr"] = self.mean("restora_norefine")
@@ -297,7 +289,7 @@ def columns(ablation: bool, baselines: bool) -> list[tuple[str, str, str]]:
         cols += [("baseline", "baseline", "s"), ("baseline_psnr", "base PSNR", ".2f"),
                  ("baseline_ssim", "base SSIM", ".4f"), ("delta_db", "Restora-base dB", "+.2f")]
     cols += [("iterations", "iters", ".2f"), ("refined", "refined", ".2f"), ("dehazed", "dehazed", ".2f"),
-             ("brightened", "brightened", ".2f")]
+             ("brightened", "brightened", ".2f"), ("deblurred", "deblurred", ".2f")]
     return cols
 
 

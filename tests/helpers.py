@@ -19,6 +19,29 @@ def smooth_image(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.uint
     return np.rint(img * np.iinfo(dtype).max).astype(dtype)
 
 
+SMALL = {"channels": (8, 16, 16), "encoder_blocks": (1, 1)}
+"""A small RestoraNet's config, for tests that train one."""
+
+
+def phase_model(phase: str, parts: tuple[str, ...], **head):
+    """A small model with the head ``head`` names (e.g. ``haze_model=8``) and the parameters
+    that ``phase`` trains, checked to be the head's (``parts``) alone, the phase refused for a
+    model without that head."""
+    import pytest
+    import torch
+    from restora.models import RestoraNet, RestoraNetConfig
+    from restora.training.train import trainable_parameters
+
+    torch.manual_seed(0)
+    model = RestoraNet(RestoraNetConfig(**SMALL, **head))
+    with pytest.raises(ValueError, match="needs a model with a"):
+        trainable_parameters(RestoraNet(RestoraNetConfig(**SMALL)), phase, [])
+    params, _ = trainable_parameters(model, phase, [])
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(parts) for n in names)
+    return model, params
+
+
 def sample_batch(samples: list) -> tuple[list, tuple]:
     """From synthetic ``DegradedSample`` s: the batch (degraded, clean, labels, present) and its
     physics (the haze's transmission and airlight, low light's gain), as training stacks them."""

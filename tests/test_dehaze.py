@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import restora
 import torch
-from helpers import degrade_as_before, sample_batch, train_on_batch
+from helpers import degrade_as_before, phase_model, sample_batch, train_on_batch
 from restora import DEGRADATIONS
 from restora.degradations import (
     degradation_cutmix,
@@ -15,12 +15,9 @@ from restora.degradations import (
     haze,
 )
 from restora.engine.dehaze import dehaze
-from restora.models import RestoraNet, RestoraNetConfig
 from restora.training.config import TrainConfig
 from restora.training.data import SyntheticBatches
-from restora.training.train import HAZE_PARTS, compute_losses, trainable_parameters
-
-SMALL = {"channels": (8, 16, 16), "encoder_blocks": (1, 1)}
+from restora.training.train import HAZE_PARTS, compute_losses
 
 
 def test_degrade_keeps_the_true_transmission_and_draws_as_before():
@@ -47,13 +44,7 @@ def test_dehaze_inverts_the_scattering_model():
 
 
 def test_physics_phase_learns_the_transmission_and_nothing_else(tmp_path):
-    torch.manual_seed(0)
-    model = RestoraNet(RestoraNetConfig(**SMALL, haze_model=8))
-    with pytest.raises(ValueError, match="needs a model with a haze model"):
-        trainable_parameters(RestoraNet(RestoraNetConfig(**SMALL)), "physics", [])
-    params, _ = trainable_parameters(model, "physics", [])
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert names and all(n.startswith(HAZE_PARTS) for n in names)
+    model, params = phase_model("physics", HAZE_PARTS, haze_model=8)
     x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
     samples = [degrade(x, ["haze"], torch.Generator().manual_seed(s)) for s in range(4)]
     batch, physics = sample_batch(samples)

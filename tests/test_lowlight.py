@@ -6,18 +6,15 @@ from __future__ import annotations
 import pytest
 import restora
 import torch
-from helpers import degrade_as_before, sample_batch, train_on_batch
+from helpers import degrade_as_before, phase_model, sample_batch, train_on_batch
 from restora.degradations import (
     apply_degradation,
     degradation_cutmix,
     degrade,
 )
 from restora.engine.lowlight import brighten
-from restora.models import RestoraNet, RestoraNetConfig
 from restora.training.config import TrainConfig
-from restora.training.train import LIGHT_PARTS, compute_losses, trainable_parameters
-
-SMALL = {"channels": (8, 16, 16), "encoder_blocks": (1, 1)}
+from restora.training.train import LIGHT_PARTS, compute_losses
 
 
 def test_degrade_keeps_the_true_gain_and_draws_as_before():
@@ -46,13 +43,7 @@ def test_brighten_scales_and_checks_its_map():
 
 
 def test_light_phase_learns_the_gain_and_nothing_else():
-    torch.manual_seed(0)
-    model = RestoraNet(RestoraNetConfig(**SMALL, light_model=8))
-    with pytest.raises(ValueError, match="needs a model with a low-light model"):
-        trainable_parameters(RestoraNet(RestoraNetConfig(**SMALL)), "light", [])
-    params, _ = trainable_parameters(model, "light", [])
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert names and all(n.startswith(LIGHT_PARTS) for n in names)
+    model, params = phase_model("light", LIGHT_PARTS, light_model=8)
     x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
     samples = [degrade(x, ["low_light"] if s % 2 else [], torch.Generator().manual_seed(s)) for s in range(4)]
     batch, physics = sample_batch(samples)

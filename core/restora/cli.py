@@ -119,7 +119,8 @@ def _restore_layer(image, args, label: str):
     r = restore(colour, args.degradations, args.max_iterations, args.device, None,
                 ProgressBar(label, None if not args.quiet else False), strength=args.strength,
                 in_range=args.in_range, tile_size=args.tile_size, weights=args.weights, refine=not args.no_refine,
-                dehaze=not args.no_dehaze, brighten=not args.no_brighten)
+                dehaze=not args.no_dehaze, brighten=not args.no_brighten,
+                deblur=not args.no_deblur)
     out = r.image if alpha is None else np.concatenate([r.image[..., None], alpha], axis=2)
     return out, r
 
@@ -153,7 +154,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             key = f"{path}[{layer.name}]"
             reports[key] = {"degradations": r.degradations, "quality_before": round(r.quality_before, 4),
                             "quality_after": round(r.quality_after, 4), "iterations": r.iterations,
-                            "refined": r.refined, "dehazed": r.dehazed, "brightened": r.brightened}
+                            "refined": r.refined, "dehazed": r.dehazed, "brightened": r.brightened,
+                            "deblurred": r.deblurred}
             if args.xcf_format != "ora":
                 img = restored[..., 0] if restored.shape[2] == 1 else restored
                 if img.ndim == 3 and img.shape[2] == 2:
@@ -178,12 +180,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
         r = restore(image, args.degradations, args.max_iterations, args.device, axes,
                     ProgressBar(path.name, None if not args.quiet else False), strength=args.strength,
                     in_range=args.in_range, tile_size=args.tile_size, weights=args.weights, refine=not args.no_refine,
-                    dehaze=not args.no_dehaze, brighten=not args.no_brighten)
+                    dehaze=not args.no_dehaze, brighten=not args.no_brighten,
+                    deblur=not args.no_deblur)
         out = write_image(outdir / path.name, r.image, axes, overwrite=args.overwrite)
         reports[str(path)] = {"output": str(out), "degradations": r.degradations,
                               "quality_before": round(r.quality_before, 4), "quality_after": round(r.quality_after, 4),
                               "iterations": r.iterations, "history": r.history, "refined": r.refined,
-                              "dehazed": r.dehazed, "brightened": r.brightened,
+                              "dehazed": r.dehazed, "brightened": r.brightened, "deblurred": r.deblurred,
                               "seconds": round(r.seconds, 3)}
         if not args.json:
             print(f"{path} -> {out}: {r.report()}")
@@ -339,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not propose the haze model's inverse (transmission and airlight) as a round")
     p.add_argument("--no-brighten", action="store_true",
                    help="do not propose the low-light model's inverse (the gain that undoes the exposure) as a round")
+    p.add_argument("--no-deblur", action="store_true",
+                   help="do not deconvolve by the blur model's kernel where it finds blur")
     p.add_argument("--strength", type=float, default=1.0)
     p.add_argument("--tile-size", type=int, default=512)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")

@@ -5,7 +5,7 @@ and takes an explicit ``torch.Generator`` so that a seed reproduces a sample exa
 """
 
 from ._atmosphere import haze, rain, smooth_field, transmission
-from ._blur import blur, defocus_kernel, gaussian_kernel, motion_kernel
+from ._blur import blur, blur_kernel, defocus_kernel, gaussian_kernel, motion_kernel
 from ._jpeg import jpeg
 from ._light import low_light
 from ._noise import gaussian_noise, poisson_gaussian_noise
@@ -22,6 +22,7 @@ __all__ = [
     "DegradedSample",
     "apply_degradation",
     "blur",
+    "blur_kernel",
     "defocus_kernel",
     "degradation_cutmix",
     "degrade",

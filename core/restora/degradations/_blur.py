@@ -40,6 +40,20 @@ def motion_kernel(length: float, angle: float) -> torch.Tensor:
     return k / k.sum()
 
 
+def blur_kernel(params: dict) -> torch.Tensor:
+    """The kernel of blur ``params`` (as `restora.degradations.sample_params` draws them:
+    ``kind`` "gaussian" with ``sigma``, "defocus" with ``radius``, "motion" with ``length``
+    and ``angle``)."""
+    kind = params.get("kind")
+    if kind == "gaussian":
+        return gaussian_kernel(params["sigma"])
+    if kind == "defocus":
+        return defocus_kernel(params["radius"])
+    if kind == "motion":
+        return motion_kernel(params["length"], params["angle"])
+    raise ValueError(f"unknown blur kind {kind!r}; choose from gaussian, defocus, motion")
+
+
 def blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Convolve each channel of (B, C, H, W) ``x`` with a (k, k) kernel, reflecting at the borders."""
     c = x.shape[1]

@@ -10,7 +10,7 @@ import torch
 
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from ._atmosphere import haze, rain, transmission
-from ._blur import blur, defocus_kernel, gaussian_kernel, motion_kernel
+from ._blur import blur, blur_kernel
 from ._jpeg import jpeg
 from ._light import low_light
 from ._noise import gaussian_noise, poisson_gaussian_noise
@@ -65,12 +65,7 @@ def apply_degradation(
         else:
             y = poisson_gaussian_noise(x, params["gain"], params["read_sigma"], generator)
     elif name == "blur":
-        kernel = {
-            "gaussian": lambda: gaussian_kernel(params["sigma"]),
-            "defocus": lambda: defocus_kernel(params["radius"]),
-            "motion": lambda: motion_kernel(params["length"], params["angle"]),
-        }[params["kind"]]()
-        y = blur(x, kernel)
+        y = blur(x, blur_kernel(params))
     elif name == "rain":
         y = rain(x, generator=generator, **params)
     elif name == "haze":

@@ -137,6 +137,7 @@ def restore(
     refine: bool = True,
     dehaze: bool = True,
     brighten: bool = True,
+    deblur: bool = True,
 ) -> RestoreResult:
     """Blindly restore an image: remove noise, blur, rain, haze, low light and JPEG artefacts.
 
@@ -180,6 +181,9 @@ def restore(
         that undoes the exposure (`restora.engine.lowlight`), in the same round. A declined
         inverse (haze or low light) gets one more chance: the next round proposes the
         network's restoration of it (a brightened image keeps its noise until then).
+    deblur : bool
+        Where the weights have a blur model and it finds blur, deconvolve the result last by
+        the estimated kernel (`restora.engine.deblur`).
 
     Returns
     -------
@@ -191,15 +195,16 @@ def restore(
 
     def op(engine, plane, x, plane_progress):
         r = engine.restore(x, names, max_iterations, strength, target_quality, progress=plane_progress,
-                           refine=refine, dehaze=dehaze, brighten=brighten)
+                           refine=refine, dehaze=dehaze, brighten=brighten, deblur=deblur)
         report = {"quality_before": float(r.quality_before[0]), "quality_after": float(r.quality_after[0]),
                   "degradations": _degradation_dict(r.degradation_probs[0]),
                   "iterations": r.iterations[0], "history": [round(q, 4) for q in r.history[0]],
-                  "refined": r.refined[0], "dehazed": r.dehazed[0], "brightened": r.brightened[0]}
+                  "refined": r.refined[0], "dehazed": r.dehazed[0], "brightened": r.brightened[0],
+                  "deblurred": r.deblurred[0]}
         return r.image[0].permute(1, 2, 0).numpy(), r.uncertainty[0, 0].numpy().astype(np.float32), report
 
     image, layout, lo, hi, results = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op,
-                                                 passes=Engine.restore_passes(max_iterations, refine))
+                                                 passes=Engine.restore_passes(max_iterations, refine, deblur))
     outs = []
     for plane, (rest, _, _) in zip(layout.planes(image), results):
         out = from_float(rest if plane.ndim == 3 else rest[..., 0], image.dtype, lo, hi)
@@ -218,6 +223,7 @@ def restore(
         refined=any(p["refined"] for p in reports),
         dehazed=any(p["dehazed"] for p in reports),
         brightened=any(p["brightened"] for p in reports),
+        deblurred=any(p["deblurred"] for p in reports),
         uncertainty=layout.maps(np.stack(uncs)),
         seconds=time.perf_counter() - t0,
         planes=reports if len(reports) > 1 else [],

@@ -29,13 +29,14 @@ class RestoreResult:
     refined: bool = False  # the second stage (Wiener refinement) was kept, in any plane
     dehazed: bool = False  # the haze model's inverse was kept as a round, in any plane
     brightened: bool = False  # the low-light model's inverse (a gain) was kept as a round, in any plane
+    deblurred: bool = False  # the result was deconvolved by the blur model's kernel, in any plane
 
     def report(self) -> str:
         """A one-line summary for people."""
         found = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.degradations.items(), key=lambda kv: -kv[1]) if v >= 0.5)
         return (f"degradations: {found or 'none found'}; quality {self.quality_before:.3f} -> "
                 f"{self.quality_after:.3f}; iterations {self.iterations}{self._physical()}"
-                f"{' + refinement' if self.refined else ''}; "
+                f"{' + refinement' if self.refined else ''}{' + deblurring' if self.deblurred else ''}; "
                 f"{self.seconds:.2f} s")
 
     def _physical(self) -> str:

@@ -24,7 +24,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     # The mix of training samples (probabilities, normalised): clean, noise alone, another
-    # degradation (maybe with noise), degradation CutMix.
+    # degradation (maybe with noise), degradation CutMix; a degradation's name: that one over
+    # the whole image (then maybe noise and JPEG; `restora.training.data.SyntheticBatches`).
     mix: dict = field(default_factory=lambda: {"clean": 0.1, "noise": 0.45, "single": 0.25, "cutmix": 0.2})
     # Chance that a synthetic sample is made grey (its noise the same in every channel).
     grey: float = 0.0
@@ -52,7 +53,8 @@ class TrainConfig:
     # heads, on frozen features), "segment" (the segmentation head alone, with its context
     # network: restoration and assessment stay exactly as they were), "physics" (the haze
     # model's transmission and airlight head alone, from the synthesis's true values) or
-    # "light" (the low-light model's gain head alone, likewise).
+    # "light" (the low-light model's gain head alone, likewise) or "blur" (the blur model
+    # alone, from the synthesis's true kernels).
     phase: str = "base"
     train_adapters: list[str] = field(default_factory=list)
     eval_every: int = 250

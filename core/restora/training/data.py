@@ -13,6 +13,7 @@ from PIL import Image
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from ..degradations import DegradedSample, degradation_cutmix, degrade
 from ..io import list_images
+from ..models.blur import nearest_in_bank
 
 
 def load_rgb(path: Path) -> torch.Tensor:
@@ -48,16 +49,20 @@ class SyntheticBatches:
 
     ``mix`` gives the chance of each kind of sample: "clean", "noise" (alone), "single" (one
     other degradation, then noise a third of the time), "cutmix" and, with ``pairs``, "pairs"
-    (a crop of a real noisy/clean pair, labelled noise). A synthetic sample is made grey with
+    (a crop of a real noisy/clean pair, labelled noise); a degradation's name (not "noise")
+    stands for that degradation over the whole image, then noise a third of the time and JPEG
+    a quarter of the time (as a camera's pipeline would). A synthetic sample is made grey with
     chance ``grey``. With ``physics`` each batch also holds the haze's true transmission
-    (B, 1, H, W) and airlight (B, 3), and low light's true gain (B, 1, H, W).
+    (B, 1, H, W) and airlight (B, 3), and low light's true gain (B, 1, H, W); with ``blur``,
+    the index of the blur model's bank kernel nearest the true one (B,) (`blur_target`).
     """
 
     def __init__(
         self, paths: list[Path], patch: int, batch: int, mix: dict[str, float], seed: int,
         pairs: list[tuple[Path, Path]] = (), grey: float = 0.0, physics: bool = False,
+        blur: bool = False,
     ) -> None:
-        self.physics = physics
+        self.physics, self.blur = physics, blur
         self.images = [im for im in map(load_rgb, paths) if min(im.shape[1:]) >= patch]
         if not self.images:
             raise ValueError(f"no training image is at least {patch}x{patch}")
@@ -67,7 +72,7 @@ class SyntheticBatches:
             raise ValueError(f"a degraded image and its clean pair differ in shape: {bad[0]}")
         if mix.get("pairs", 0) > 0 and not self.pairs:
             raise ValueError(f"mix asks for 'pairs' but no pair is at least {patch}x{patch}")
-        unknown = set(mix) - {"clean", "noise", "single", "cutmix", "pairs"}
+        unknown = set(mix) - {"clean", "noise", "single", "cutmix", "pairs"} - set(DEGRADATIONS)
         if unknown:
             raise ValueError(f"unknown kinds in mix: {sorted(unknown)}")
         self.patch, self.batch, self.grey = patch, batch, grey
@@ -115,7 +120,14 @@ class SyntheticBatches:
         # the grey draw is taken only when asked for, so that grey=0 repeats older runs exactly
         make_grey = self.grey > 0 and bool(torch.rand((), generator=g) < self.grey)
         (clean,) = self._crop(self.images[int(torch.randint(len(self.images), (), generator=g))])
-        if kind == "clean":
+        if kind in DEGRADATIONS and kind != "noise":
+            names = [kind]
+            if torch.rand((), generator=g) < 1 / 3:
+                names.append("noise")
+            if kind != "jpeg" and torch.rand((), generator=g) < 1 / 4:
+                names.append("jpeg")
+            s = degrade(clean, names, g)
+        elif kind == "clean":
             s = degrade(clean, [], g)
         elif kind == "noise":
             s = degrade(clean, ["noise"], g)
@@ -138,11 +150,26 @@ class SyntheticBatches:
             torch.stack([s.labels for s in samples]),
             torch.stack([s.present for s in samples]),
         )
-        if not self.physics:
-            return batch
-        return batch + (torch.stack([s.transmission for s in samples])[:, None],
-                        torch.stack([s.airlight for s in samples]),
-                        torch.stack([s.light_gain for s in samples])[:, None])
+        if self.physics:
+            batch += (torch.stack([s.transmission for s in samples])[:, None],
+                      torch.stack([s.airlight for s in samples]),
+                      torch.stack([s.light_gain for s in samples])[:, None])
+        if self.blur:
+            batch += (torch.tensor([blur_target(s) for s in samples]),)
+        return batch
+
+
+def blur_target(sample: DegradedSample) -> int:
+    """The blur model's target for ``sample``: the index of the bank kernel nearest its blur's
+    (`restora.models.blur.nearest_in_bank`), 0 without blur, and -1 (no target: one spectrum
+    cannot say which part of the image is blurred) where blur covers only a CutMix region."""
+    blurs = [p for p in sample.params if p.get("name") == "blur"]
+    if not blurs:
+        return 0
+    # a CutMix sample's box has a region; its surround's parameters say "all"
+    if len(blurs) > 1 or any(p.get("region", "all") != "all" for p in sample.params):
+        return -1
+    return nearest_in_bank({k: v for k, v in blurs[0].items() if k not in ("name", "region")})
 
 
 def validation_set(folder: Path, count: int, size: int = 256, sigma: float = 25 / 255, seed: int = 1234):

@@ -10,7 +10,9 @@ the adapter estimator (if any) with the quality and segmentation heads, on froze
 inference, which changes no restoration and no assessment; ``physics``, the haze model's head
 alone (``model.haze_model``: transmission and airlight), on the same frozen features, from the
 synthesis's true transmission and airlight; ``light``, the low-light model's head alone
-(``model.light_model``: the gain that undoes the exposure), likewise. Checkpoints every few hundred steps; ``--resume`` picks up
+(``model.light_model``: the gain that undoes the exposure), likewise; ``blur``, the blur model
+alone (``model.blur_model``: which bank kernel blurred the image), from its power spectrum,
+which needs no network pass. Checkpoints every few hundred steps; ``--resume`` picks up
 the last one, ``--init`` starts from shipped weights. Logs are JSON lines beside the checkpoints.
 """
 
@@ -29,18 +31,18 @@ from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from ..engine.dehaze import dehaze
 from ..engine.lowlight import brighten
 from ..engine.refine import refine_noise
+from ..io import list_images
 from ..metrics import psnr, quality_target
 from ..models import build_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from ..io import list_images
 from .data import SyntheticBatches, pair_paths, validation_set
 
-
-PHASES = ("base", "adapters", "heads", "segment", "physics", "light")
+PHASES = ("base", "adapters", "heads", "segment", "physics", "light", "blur")
 SEGMENT_PARTS = ("segment_head.", "segment_film.", "segment_in.", "segment_mid.", "segment_out.")
 HAZE_PARTS = ("haze_film.", "haze_in.", "haze_mid.", "haze_out.", "airlight_head.")
 LIGHT_PARTS = ("light_film.", "light_in.", "light_mid.", "light_out.", "exposure_head.")
+BLUR_PARTS = ("blur_model.",)
 
 
 def adapter_targets(labels: torch.Tensor, adapters: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,6 +116,18 @@ def light_losses(model, degraded, clean, gain) -> dict[str, torch.Tensor]:
     return losses
 
 
+def blur_losses(model, degraded: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The ``blur`` phase's loss: cross-entropy of the blur model's bank logits against the
+    nearest bank kernel (`restora.training.data.blur_target`; -1, partial blur, is left out),
+    and the batch's accuracy at telling blurred from not blurred."""
+    logits = model.blur_model(degraded)
+    loss = F.cross_entropy(logits, target, ignore_index=-1)
+    known = target >= 0
+    said = logits.detach().argmax(1)[known] > 0
+    accuracy = (said == (target[known] > 0)).float().mean() if known.any() else loss.new_zeros(())
+    return {"blur": loss, "blur_accuracy": accuracy, "total": loss}
+
+
 def compute_losses(model, degraded, clean, labels, present, weights: dict, self_rounds: int = 1,
                    phase: str = "base", refine_quality: bool = False, physics: tuple = ()) -> dict[str, torch.Tensor]:
     """All training losses of one batch.
@@ -128,6 +142,10 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     """
     if phase == "segment":
         return segment_losses(model, degraded, labels)
+    if phase == "blur":
+        if len(physics) != 1:
+            raise ValueError("the blur phase needs the blur targets (SyntheticBatches(blur=True))")
+        return blur_losses(model, degraded, physics[0])
     if phase in ("physics", "light"):
         if len(physics) != 3:
             raise ValueError(f"the {phase} phase needs the true transmission, airlight and light gain "
@@ -206,11 +224,13 @@ def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[
         raise ValueError(f"train_adapters {sorted(unknown)} are not adapters of the model {adapters}")
     prefixes = {"base": ("",), "adapters": ("adapters.",),
                 "heads": ("estimator.", "quality_head.") + SEGMENT_PARTS, "segment": SEGMENT_PARTS,
-                "physics": HAZE_PARTS, "light": LIGHT_PARTS}[phase]
+                "physics": HAZE_PARTS, "light": LIGHT_PARTS, "blur": BLUR_PARTS}[phase]
     if phase == "physics" and not getattr(model.config, "haze_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with a haze model (config model.haze_model)")
     if phase == "light" and not getattr(model.config, "light_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with a low-light model (config model.light_model)")
+    if phase == "blur" and not getattr(model.config, "blur_model", 0):
+        raise ValueError(f"phase {phase!r} needs a model with a blur model (config model.blur_model)")
     params = []
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(prefixes))
@@ -264,7 +284,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         from ..engine.weights import load_state
 
         result = model.load_state_dict(load_state(init)[1], strict=False)
-        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS  # parts a phase adds
+        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS + BLUR_PARTS  # parts a phase adds
         grown = residual_blocks_added(model, result.missing_keys)
         missing = [k for k in result.missing_keys if not k.startswith(new + grown)]
         if missing or result.unexpected_keys:
@@ -276,7 +296,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         paths = paths[: config.max_images]
     pairs = [pair for d in config.pair_dirs for pair in pair_paths(data_root / d, config.pair_holdout)]
     batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step, pairs, config.grey,
-                               physics=config.phase in ("physics", "light"))
+                               physics=config.phase in ("physics", "light"), blur=config.phase == "blur")
     val_noisy, val_clean = validation_set(data_root / config.val_dir, config.val_images)
     val_noisy, val_clean = val_noisy.to(device), val_clean.to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
