@@ -29,7 +29,7 @@ from _tables import format_rows
 from restora._names import DEGRADATIONS
 from restora.degradations import apply_degradation, blur_kernel, sample_params
 from restora.engine.deblur import balance_for, deconvolve
-from restora.engine.engine import Engine
+from restora.engine.engine import Engine, _Ticker
 from restora.metrics import psnr
 
 RANDOM_ROWS = {"random blur": (), "random blur+noise": ("noise",), "random blur+jpeg": ("jpeg",)}
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, degraded, params in cases:
             x = _tensor(degraded)
             kernel, _ = engine.blur_estimate(x)
-            head = float(engine._pass(x, False, _NoTicker())["degradation_probs"][0, DEGRADATIONS.index("blur")])
+            head = float(engine._pass(x, False, _Ticker(None, 0))["degradation_probs"][0, DEGRADATIONS.index("blur")])
             s = stats.setdefault(name, {k: [] for k in ("model", "head", "kind", "input", "est", "true")})
             s["model"].append(kernel is not None)
             s["head"].append(head >= 0.5)
@@ -99,11 +99,6 @@ def main(argv: list[str] | None = None) -> None:
           "'found' is the share called blurred; deconvolution without the network's rounds_\n")
     print(format_rows(["condition", "n", "found (blur model)", "found (quality head)", "right kind",
                        "input PSNR", "deconv. (its kernel)", "deconv. (true kernel)"], rows, args.markdown))
-
-
-class _NoTicker:
-    def tick(self) -> None:
-        pass
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from restora.degradations import (
 )
 from restora.engine import deblur as deblur_mod
 from restora.engine.deblur import balance_for, deconvolve
+from restora.metrics import psnr
 from restora.models.blur import BANK, bank_kernels, log_spectrum, nearest_in_bank
 from restora.training.data import SyntheticBatches, blur_target
 from restora.training.train import BLUR_PARTS, compute_losses
@@ -41,7 +42,7 @@ def _photo(index: int = 0, size: int = 256) -> torch.Tensor:
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+    return float(psnr(a, b)[0])
 
 
 def test_blur_kernel_follows_the_parameters():

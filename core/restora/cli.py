@@ -109,6 +109,15 @@ def _xcf_outputs(path: Path, outdir: Path, fmt: str, names: list[str]) -> list[P
     return outs
 
 
+def _restore_options(args: argparse.Namespace, label: str) -> dict:
+    """The keyword options of `restora.restore` that the restore command's flags set, with a
+    progress bar labelled ``label``."""
+    return {"progress": ProgressBar(label, None if not args.quiet else False), "strength": args.strength,
+            "in_range": args.in_range, "tile_size": args.tile_size, "weights": args.weights,
+            "refine": not args.no_refine, "dehaze": not args.no_dehaze, "brighten": not args.no_brighten,
+            "deblur": not args.no_deblur}
+
+
 def _restore_layer(image, args, label: str):
     """Restore one layer's pixels; grey + alpha is restored as grey with its alpha kept."""
     import numpy as np
@@ -116,11 +125,7 @@ def _restore_layer(image, args, label: str):
     from .engine.api import restore
 
     colour, alpha = (image[..., 0], image[..., 1:]) if image.shape[2] == 2 else (image, None)
-    r = restore(colour, args.degradations, args.max_iterations, args.device, None,
-                ProgressBar(label, None if not args.quiet else False), strength=args.strength,
-                in_range=args.in_range, tile_size=args.tile_size, weights=args.weights, refine=not args.no_refine,
-                dehaze=not args.no_dehaze, brighten=not args.no_brighten,
-                deblur=not args.no_deblur)
+    r = restore(colour, args.degradations, args.max_iterations, args.device, None, **_restore_options(args, label))
     out = r.image if alpha is None else np.concatenate([r.image[..., None], alpha], axis=2)
     return out, r
 
@@ -178,10 +183,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             return work_xcf(path)
         image, axes = read_image(path)
         r = restore(image, args.degradations, args.max_iterations, args.device, axes,
-                    ProgressBar(path.name, None if not args.quiet else False), strength=args.strength,
-                    in_range=args.in_range, tile_size=args.tile_size, weights=args.weights, refine=not args.no_refine,
-                    dehaze=not args.no_dehaze, brighten=not args.no_brighten,
-                    deblur=not args.no_deblur)
+                    **_restore_options(args, path.name))
         out = write_image(outdir / path.name, r.image, axes, overwrite=args.overwrite)
         reports[str(path)] = {"output": str(out), "degradations": r.degradations,
                               "quality_before": round(r.quality_before, 4), "quality_after": round(r.quality_after, 4),

@@ -98,20 +98,24 @@ class Engine:
         hp, wp = (-(-s // self.multiple) * self.multiple for s in (height, width))
         return len(plan_tiles(hp, wp, self.tile_size, self.context, 16, self.multiple))
 
+    def _has(self, part: str) -> bool:
+        """Whether the model's config switches ``part`` on (a width above 0)."""
+        return bool(getattr(getattr(self.model, "config", None), part, 0))
+
     @property
     def has_haze_model(self) -> bool:
         """Whether the model predicts the haze's transmission and airlight (its physics head)."""
-        return bool(getattr(getattr(self.model, "config", None), "haze_model", 0))
+        return self._has("haze_model")
 
     @property
     def has_light_model(self) -> bool:
         """Whether the model predicts the gain that undoes low light (its low-light head)."""
-        return bool(getattr(getattr(self.model, "config", None), "light_model", 0))
+        return self._has("light_model")
 
     @property
     def has_blur_model(self) -> bool:
         """Whether the model estimates the blur kernel (its blur model)."""
-        return bool(getattr(getattr(self.model, "config", None), "blur_model", 0))
+        return self._has("blur_model")
 
     @torch.no_grad()
     def blur_estimate(self, x: torch.Tensor) -> tuple[dict | None, float | None]:
