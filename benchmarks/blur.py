@@ -11,7 +11,6 @@ by the model's kernel against the same by the true kernel.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import zlib
 from pathlib import Path
@@ -29,7 +28,7 @@ from _tables import format_rows
 from restora._names import DEGRADATIONS
 from restora.degradations import apply_degradation, blur_kernel, sample_params
 from restora.engine.deblur import balance_for, deconvolve
-from restora.engine.engine import Engine, _Ticker
+from restora.engine.engine import _Ticker
 from restora.metrics import psnr
 
 RANDOM_ROWS = {"random blur": (), "random blur+noise": ("noise",), "random blur+jpeg": ("jpeg",)}
@@ -50,20 +49,10 @@ def random_blur(clean: np.ndarray, extra: tuple[str, ...], seed: int) -> tuple[n
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=Q.DEFAULT_DATA)
-    p.add_argument("--limit", type=int, default=8)
-    p.add_argument("--weights", default="default")
-    p.add_argument("--markdown", action="store_true")
-    args = p.parse_args(argv)
-    torch.set_num_threads(2)
-    engine = Engine(args.weights, "cpu")
-    if not engine.has_blur_model:
-        raise SystemExit(f"error: the weights {args.weights!r} have no blur model")
-    paths = Q.list_images(args.data)[: args.limit]
+    args, engine, images = Q.part_benchmark_setup(__doc__, "blur model", argv)
+    paths = [path for path, _ in images]
     stats: dict[str, dict[str, list]] = {}
-    for path in paths:
-        clean = Q.quantise(Q.to_float(Q.load_image(path, None)))
+    for path, clean in images:
         cases = [("clean", clean, None)]
         for row in Q.ROWS:
             if row.cutmix is None:

@@ -87,3 +87,28 @@ def degrade_as_before(x, name: str, seed: int):
     p = sample_params(name, g)
     torch.testing.assert_close(s.degraded, apply_degradation(x[None], name, p, g)[0], rtol=0, atol=0)
     return s, p
+
+
+def train_photo(index: int = 0, size: int = 256):
+    """A ``train/bsds`` photograph's centre crop (1, 3, size, size) in [0, 1] (skips the test
+    where the training images are absent)."""
+    import pytest
+    import torch
+    from conftest import DATA
+    from PIL import Image
+
+    files = sorted((DATA / "train" / "bsds").glob("*.jpg"))
+    if not files:
+        pytest.skip(f"training images not at {DATA / 'train' / 'bsds'}")
+    with Image.open(files[index]) as im:
+        a = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+    h, w = a.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return torch.from_numpy(a[top : top + size, left : left + size].copy()).permute(2, 0, 1)[None]
+
+
+def psnr_of(a, b) -> float:
+    """The PSNR of one image (1, C, H, W) against another, in dB."""
+    from restora.metrics import psnr
+
+    return float(psnr(a, b)[0])

@@ -139,3 +139,15 @@ def test_uncertainty_benchmark_measures_the_stage_and_its_oracles():
     assert m["stage"] > m["pilot"] > 10  # the shipped stage helps on plain noise
     assert m["oracle pick"] >= max(m["stage"], m["pilot"]) - 0.05  # picks the better per pixel
     assert -1 <= m["corr"] <= 1 and m["|e|/u"] > 0
+
+
+def test_exposure_random_dark_draws_its_noise_range_and_true_gain():
+    import exposure
+
+    clean = np.full((64, 64, 3), 200, np.uint8)
+    img, gain = exposure.random_dark(clean, (-6.0, -5.0), (), seed=3)
+    assert img.dtype == np.uint8 and img.shape == clean.shape
+    # noise-free: the image is the clean one scaled by 1/gain, to within rounding
+    assert np.abs(img.astype(float) * gain - 200).max() < 2 * gain + 1
+    noisy, _ = exposure.random_dark(clean, (-3.0, -2.5), (), seed=3)
+    assert noisy.std() > img.std() + 1

@@ -3,13 +3,11 @@ deconvolution that inverts blur, and the engine's last step that uses them."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import restora
 import torch
 from conftest import DATA
-from helpers import phase_model, sample_batch, train_on_batch
-from PIL import Image
+from helpers import phase_model, psnr_of, sample_batch, train_on_batch, train_photo
 from restora.degradations import (
     blur,
     blur_kernel,
@@ -21,28 +19,11 @@ from restora.degradations import (
 )
 from restora.engine import deblur as deblur_mod
 from restora.engine.deblur import balance_for, deconvolve
-from restora.metrics import psnr
 from restora.models.blur import BANK, bank_kernels, log_spectrum, nearest_in_bank
 from restora.training.data import SyntheticBatches, blur_target
 from restora.training.train import BLUR_PARTS, compute_losses
 
 TRAIN = DATA / "train" / "bsds"
-
-
-def _photo(index: int = 0, size: int = 256) -> torch.Tensor:
-    """A training photograph's centre crop (1, 3, size, size) in [0, 1]."""
-    files = sorted(TRAIN.glob("*.jpg"))
-    if not files:
-        pytest.skip(f"training images not at {TRAIN}")
-    with Image.open(files[index]) as im:
-        a = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
-    h, w = a.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return torch.from_numpy(a[top : top + size, left : left + size].copy()).permute(2, 0, 1)[None]
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(psnr(a, b)[0])
 
 
 def test_blur_kernel_follows_the_parameters():
@@ -81,12 +62,12 @@ def test_the_spectrum_sees_the_blur_direction():
 
 
 def test_deconvolution_by_the_true_kernel_sharpens():
-    clean = _photo()
+    clean = train_photo()
     for kernel, kind, floor in ((gaussian_kernel(2.0), "gaussian", 2.5), (defocus_kernel(3.0), "defocus", 1.0),
                                 (motion_kernel(11.0, 30.0), "motion", 1.0)):  # measured +3.7, +1.6, +1.7
         blurred = (blur(clean, kernel) * 255).round() / 255
         sharp = deconvolve(blurred, kernel, balance_for(kind, blurred))
-        assert _psnr(sharp, clean) > _psnr(blurred, clean) + floor, kind
+        assert psnr_of(sharp, clean) > psnr_of(blurred, clean) + floor, kind
     with pytest.raises(ValueError, match="k odd"):
         deconvolve(clean, torch.ones(4, 4) / 16)
     with pytest.raises(ValueError, match="balance must be positive"):
@@ -103,7 +84,7 @@ def test_the_balance_grows_with_the_noise():
 
 
 def test_tiled_deconvolution_matches_the_whole_image(monkeypatch):
-    clean = _photo(1)
+    clean = train_photo(1)
     kernel = gaussian_kernel(2.0)
     blurred = blur(clean, kernel)
     whole = deconvolve(blurred, kernel, 0.001)
@@ -161,14 +142,14 @@ def test_the_engine_deconvolves_last_where_blur_is_found(monkeypatch):
         pytest.skip("the default weights have no blur model")
     params = {"kind": "gaussian", "sigma": 2.0}
     monkeypatch.setattr(Engine, "blur_estimate", lambda self, x: (params, 0.9))
-    clean = _photo(2, 128)
+    clean = train_photo(2, 128)
     x = blur(clean, blur_kernel(params))
     r = engine.restore(x, max_iterations=1)
     assert r.deblurred == [True]
     assert r.degradation_probs[0, restora.DEGRADATIONS.index("blur")] == pytest.approx(0.9)
-    assert _psnr(r.image, clean) > _psnr(x, clean) + 1.5
+    assert psnr_of(r.image, clean) > psnr_of(x, clean) + 1.5
     r0 = engine.restore(x, max_iterations=1, deblur=False)
-    assert r0.deblurred == [False] and _psnr(r0.image, clean) < _psnr(x, clean) + 0.5
+    assert r0.deblurred == [False] and psnr_of(r0.image, clean) < psnr_of(x, clean) + 0.5
     assert engine.restore(x, degradations=("noise",), max_iterations=1).deblurred == [False]
     half = engine.restore(x, max_iterations=1, strength=0.5)
     torch.testing.assert_close(half.image, (x + 0.5 * (r.image - x)), atol=2e-2, rtol=0)
@@ -193,12 +174,12 @@ def shipped_engine():
 def test_the_shipped_model_finds_and_undoes_blur(shipped_engine, params):
     """A training photograph blurred as the quality benchmark's rows are: the blur model finds
     blur of the right kind, and the restoration is sharper by a clear margin."""
-    clean = _photo(3, 256)
+    clean = train_photo(3, 256)
     x = (blur(clean, blur_kernel(params)) * 255).round() / 255
     kernel, p = shipped_engine.blur_estimate(x)
     assert p > 0.5 and kernel is not None and kernel["kind"] == params["kind"], (kernel, p)
     r = shipped_engine.restore(x)
-    assert r.deblurred == [True] and _psnr(r.image, clean) > _psnr(x, clean) + 1.0
+    assert r.deblurred == [True] and psnr_of(r.image, clean) > psnr_of(x, clean) + 1.0
 
 
 @pytest.mark.parametrize("name, params", [
@@ -208,7 +189,7 @@ def test_the_shipped_model_finds_and_undoes_blur(shipped_engine, params):
 def test_the_shipped_model_leaves_sharp_images_alone(shipped_engine, name, params):
     from restora.degradations import apply_degradation
 
-    clean = _photo(4, 256)
+    clean = train_photo(4, 256)
     x = clean if name == "none" else apply_degradation(clean, name, params, torch.Generator().manual_seed(0))
     x = (x * 255).round() / 255
     kernel, p = shipped_engine.blur_estimate(x)

@@ -85,6 +85,8 @@ def test_a_declined_inverse_is_judged_after_the_networks_round_on_it(monkeypatch
         return out
 
     monkeypatch.setattr(engine_mod.Engine, "_pass", scripted)
+    # the history as the loop compares it: the quality head's scripted scores, not the fusion's
+    monkeypatch.setattr(engine_mod.Engine, "has_quality_fusion", property(lambda self: False))
     x = 0.3 * torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     r = engine.restore(x, max_iterations=3, refine=False)
     assert len(seen) == 4 and r.history[0] == pytest.approx([0.2, 0.4, 0.3, restored_quality])

@@ -180,7 +180,9 @@ def restore(
         Likewise where low light is found and the weights have a low-light model: the gain
         that undoes the exposure (`restora.engine.lowlight`), in the same round. A declined
         inverse (haze or low light) gets one more chance: the next round proposes the
-        network's restoration of it (a brightened image keeps its noise until then).
+        network's restoration of it (a brightened image keeps its noise until then). Where
+        the weights have an exposure model and it finds the whole image under-exposed, its
+        gain is applied first, before the rounds (grey images only with low light named).
     deblur : bool
         Where the weights have a blur model and it finds blur, deconvolve the result last by
         the estimated kernel (`restora.engine.deblur`).
@@ -204,7 +206,7 @@ def restore(
         return r.image[0].permute(1, 2, 0).numpy(), r.uncertainty[0, 0].numpy().astype(np.float32), report
 
     image, layout, lo, hi, results = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op,
-                                                 passes=Engine.restore_passes(max_iterations, refine, deblur))
+                                                 passes=Engine.restore_passes(max_iterations, refine, deblur, brighten))
     outs = []
     for plane, (rest, _, _) in zip(layout.planes(image), results):
         out = from_float(rest if plane.ndim == 3 else rest[..., 0], image.dtype, lo, hi)

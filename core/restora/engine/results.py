@@ -18,17 +18,17 @@ class RestoreResult:
     """
 
     image: np.ndarray  # same shape and dtype as the input
-    quality_before: float  # in [0, 1], higher is better
+    quality_before: float  # in [0, 1], higher is better (the quality fusion's, where the weights have one)
     quality_after: float
     degradations: dict[str, float]  # probability that each degradation is present
     iterations: int  # accepted restore -> assess rounds
-    history: list[float]  # assessed quality before the first round and after each round run
+    history: list[float]  # assessed quality (as quality_before) before the first round and after each round run
     uncertainty: np.ndarray  # float32, the input's shape without channels: expected |error| in [0, 1] units
     seconds: float = 0.0
     planes: list[dict] = field(default_factory=list)
     refined: bool = False  # the second stage (Wiener refinement) was kept, in any plane
     dehazed: bool = False  # the haze model's inverse was kept as a round, in any plane
-    brightened: bool = False  # the low-light model's inverse (a gain) was kept as a round, in any plane
+    brightened: bool = False  # a low-light gain was applied (the exposure model's, or the low-light model's as a round), in any plane
     deblurred: bool = False  # the result was deconvolved by the blur model's kernel, in any plane
 
     def report(self) -> str:

@@ -74,6 +74,15 @@ def bank_distances() -> torch.Tensor:
     return torch.cdist(k, k).pow(2)
 
 
+@lru_cache(maxsize=1)
+def bank_spreads() -> torch.Tensor:
+    """Each bank kernel's root mean square radius (len(BANK),) in pixels: 0 for no blur."""
+    k = bank_kernels()
+    r = torch.arange(KERNEL_CANVAS, dtype=k.dtype) - KERNEL_CANVAS // 2
+    r2 = r[:, None] ** 2 + r[None] ** 2
+    return (k * r2).sum((1, 2)).div(k.sum((1, 2))).sqrt()
+
+
 def least_risk_choice(probs: torch.Tensor) -> torch.Tensor:
     """The bank index (B,) whose kernel is closest on average, under the model's probabilities
     ``probs`` (B, len(BANK)), to the true one: the most likely kernel when the model is sure,

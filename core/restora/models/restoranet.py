@@ -13,6 +13,8 @@
   engine inverts (``J = (I - A) / t + A``); likewise low light's gain (``light_model``);
 - blur (``blur_model``): the image's blur kernel, chosen from a bank by its power spectrum
   (`restora.models.blur`), which the engine deconvolves.
+- exposure (``exposure_model``): whether the whole image is under-exposed and the gain that
+  undoes it, from its brightness quantiles (`restora.models.exposure`).
 
 The restoration path is purely local (no global pooling feeds it), so overlapping tiles with
 enough context give the same result as the whole image.
@@ -29,6 +31,8 @@ from torch import nn
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from .adapters import LowRankAdapters
 from .blur import BlurModel
+from .exposure import ExposureModel
+from .quality_fusion import QualityFusion
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,14 @@ class RestoraNetConfig:
     # kernel the engine deconvolves. The quality head, reading the latent's mean and std,
     # called 2-26% of blurred images blurred (6 train/bsds images per kind).
     blur_model: int = 0
+    # Hidden width of the exposure model (0: none): an MLP from the image's brightness
+    # quantiles to whether the whole image is under-exposed and the gain that undoes it
+    # (`restora.models.exposure`), which the engine applies first. The network's three heads
+    # learned low light as darkness with shot noise: none found noise-free under-exposure.
+    exposure_model: int = 0
+    # Hidden width of the quality fusion (0: none): the score that assess reports, the quality
+    # head's corrected from the blur and exposure models (`restora.models.quality_fusion`).
+    quality_fusion: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -218,6 +230,10 @@ class RestoraNet(nn.Module):
                 self.exposure_head.bias.fill_(0.7)
         if cfg.blur_model:
             self.blur_model = BlurModel(cfg.blur_model)
+        if cfg.exposure_model:
+            self.exposure_model = ExposureModel(cfg.exposure_model)
+        if cfg.quality_fusion:
+            self.quality_fusion = QualityFusion(cfg.quality_fusion)
         self.quality_head = nn.Sequential(
             nn.Linear(2 * c3, 64), nn.SiLU(), nn.Linear(64, 1 + cfg.num_degradations)
         )

@@ -4,6 +4,7 @@ grey, and random crops of real (degraded, clean) pairs such as W2S microscopy.""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -54,15 +55,17 @@ class SyntheticBatches:
     a quarter of the time (as a camera's pipeline would). A synthetic sample is made grey with
     chance ``grey``. With ``physics`` each batch also holds the haze's true transmission
     (B, 1, H, W) and airlight (B, 3), and low light's true gain (B, 1, H, W); with ``blur``,
-    the index of the blur model's bank kernel nearest the true one (B,) (`blur_target`).
+    the index of the blur model's bank kernel nearest the true one (B,) (`blur_target`); with
+    ``exposure``, whether the whole crop is under-exposed (B,) and the log gain that undoes it
+    (B,) (`exposure_target`).
     """
 
     def __init__(
         self, paths: list[Path], patch: int, batch: int, mix: dict[str, float], seed: int,
         pairs: list[tuple[Path, Path]] = (), grey: float = 0.0, physics: bool = False,
-        blur: bool = False,
+        blur: bool = False, exposure: bool = False,
     ) -> None:
-        self.physics, self.blur = physics, blur
+        self.physics, self.blur, self.exposure = physics, blur, exposure
         self.images = [im for im in map(load_rgb, paths) if min(im.shape[1:]) >= patch]
         if not self.images:
             raise ValueError(f"no training image is at least {patch}x{patch}")
@@ -156,6 +159,9 @@ class SyntheticBatches:
                       torch.stack([s.light_gain for s in samples])[:, None])
         if self.blur:
             batch += (torch.tensor([blur_target(s) for s in samples]),)
+        if self.exposure:
+            flags, gains = zip(*(exposure_target(s) for s in samples))
+            batch += (torch.tensor(flags), torch.tensor(gains))
         return batch
 
 
@@ -170,6 +176,22 @@ def blur_target(sample: DegradedSample) -> int:
     if len(blurs) > 1 or any(p.get("region", "all") != "all" for p in sample.params):
         return -1
     return nearest_in_bank({k: v for k, v in blurs[0].items() if k not in ("name", "region")})
+
+
+def exposure_target(sample: DegradedSample) -> tuple[int, float]:
+    """The exposure model's target for ``sample``, as (under-exposed, log gain), from its true
+    gain map: (1, log gain) where one gain covers the whole image, (0, 0) where none does or
+    only part of the image is under-exposed (a CutMix region, which a global gain would
+    over-brighten), and (-1, 0), no target, where regions differ in exposure."""
+    gain = sample.light_gain
+    if gain is None:
+        return 0, 0.0
+    lo, hi = float(gain.min()), float(gain.max())
+    if lo <= 1.0 + 1e-6:  # some pixels, or all, are not under-exposed
+        return 0, 0.0
+    if hi - lo > 1e-4 * hi:
+        return -1, 0.0
+    return 1, math.log(hi)
 
 
 def validation_set(folder: Path, count: int, size: int = 256, sigma: float = 25 / 255, seed: int = 1234):

@@ -12,7 +12,10 @@ alone (``model.haze_model``: transmission and airlight), on the same frozen feat
 synthesis's true transmission and airlight; ``light``, the low-light model's head alone
 (``model.light_model``: the gain that undoes the exposure), likewise; ``blur``, the blur model
 alone (``model.blur_model``: which bank kernel blurred the image), from its power spectrum,
-which needs no network pass. Checkpoints every few hundred steps; ``--resume`` picks up
+which needs no network pass; ``exposure``, the exposure model alone (``model.exposure_model``:
+whether the whole image is under-exposed and by how much), from its brightness quantiles,
+likewise; ``fusion``, the quality fusion alone (``model.quality_fusion``: the reported quality,
+the quality head's corrected from the blur and exposure models). Checkpoints every few hundred steps; ``--resume`` picks up
 the last one, ``--init`` starts from shipped weights. Logs are JSON lines beside the checkpoints.
 """
 
@@ -34,15 +37,18 @@ from ..engine.refine import refine_noise
 from ..io import list_images
 from ..metrics import psnr, quality_target
 from ..models import build_model
+from ..models.quality_fusion import fusion_inputs
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import SyntheticBatches, pair_paths, validation_set
 
-PHASES = ("base", "adapters", "heads", "segment", "physics", "light", "blur")
+PHASES = ("base", "adapters", "heads", "segment", "physics", "light", "blur", "exposure", "fusion")
 SEGMENT_PARTS = ("segment_head.", "segment_film.", "segment_in.", "segment_mid.", "segment_out.")
 HAZE_PARTS = ("haze_film.", "haze_in.", "haze_mid.", "haze_out.", "airlight_head.")
 LIGHT_PARTS = ("light_film.", "light_in.", "light_mid.", "light_out.", "exposure_head.")
 BLUR_PARTS = ("blur_model.",)
+EXPOSURE_PARTS = ("exposure_model.",)
+FUSION_PARTS = ("quality_fusion.",)
 
 
 def adapter_targets(labels: torch.Tensor, adapters: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +134,32 @@ def blur_losses(model, degraded: torch.Tensor, target: torch.Tensor) -> dict[str
     return {"blur": loss, "blur_accuracy": accuracy, "total": loss}
 
 
+def exposure_losses(model, degraded: torch.Tensor, flag: torch.Tensor, log_gain: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The ``exposure`` phase's losses: binary cross-entropy of the exposure model's logit
+    against whether the whole image is under-exposed (`restora.training.data.exposure_target`;
+    -1 is left out), L1 of its log gain on the under-exposed images (the log of the
+    brightened image's error, roughly), and the batch's accuracy."""
+    logit, predicted = model.exposure_model(degraded)
+    known, dark = flag >= 0, flag == 1
+    bce = (F.binary_cross_entropy_with_logits(logit[known], flag[known].float()) if known.any()
+           else logit.new_zeros(()))
+    l1 = (predicted[dark] - log_gain[dark].to(predicted)).abs().mean() if dark.any() else logit.new_zeros(())
+    accuracy = ((logit.detach()[known] > 0) == dark[known]).float().mean() if known.any() else logit.new_zeros(())
+    return {"exposed": bce, "log_gain": l1, "exposure_accuracy": accuracy, "total": bce + 4 * l1}
+
+
+def fusion_losses(model, degraded: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The ``fusion`` phase's loss, everything else frozen: squared error of the fused quality
+    against the full-reference quality target, beside the quality head's own (``head``, for
+    the log)."""
+    with torch.no_grad():
+        quality, logits = model.assess(degraded)
+        features = fusion_inputs(model, degraded, quality, torch.sigmoid(logits))
+        target = quality_target(degraded, clean)
+    loss = F.mse_loss(model.quality_fusion(features), target)
+    return {"fusion": loss, "head": F.mse_loss(quality, target), "total": loss}
+
+
 def compute_losses(model, degraded, clean, labels, present, weights: dict, self_rounds: int = 1,
                    phase: str = "base", refine_quality: bool = False, physics: tuple = ()) -> dict[str, torch.Tensor]:
     """All training losses of one batch.
@@ -146,6 +178,12 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
         if len(physics) != 1:
             raise ValueError("the blur phase needs the blur targets (SyntheticBatches(blur=True))")
         return blur_losses(model, degraded, physics[0])
+    if phase == "fusion":
+        return fusion_losses(model, degraded, clean)
+    if phase == "exposure":
+        if len(physics) != 2:
+            raise ValueError("the exposure phase needs the exposure targets (SyntheticBatches(exposure=True))")
+        return exposure_losses(model, degraded, *physics)
     if phase in ("physics", "light"):
         if len(physics) != 3:
             raise ValueError(f"the {phase} phase needs the true transmission, airlight and light gain "
@@ -224,13 +262,18 @@ def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[
         raise ValueError(f"train_adapters {sorted(unknown)} are not adapters of the model {adapters}")
     prefixes = {"base": ("",), "adapters": ("adapters.",),
                 "heads": ("estimator.", "quality_head.") + SEGMENT_PARTS, "segment": SEGMENT_PARTS,
-                "physics": HAZE_PARTS, "light": LIGHT_PARTS, "blur": BLUR_PARTS}[phase]
+                "physics": HAZE_PARTS, "light": LIGHT_PARTS, "blur": BLUR_PARTS,
+                "exposure": EXPOSURE_PARTS, "fusion": FUSION_PARTS}[phase]
     if phase == "physics" and not getattr(model.config, "haze_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with a haze model (config model.haze_model)")
     if phase == "light" and not getattr(model.config, "light_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with a low-light model (config model.light_model)")
     if phase == "blur" and not getattr(model.config, "blur_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with a blur model (config model.blur_model)")
+    if phase == "fusion" and not getattr(model.config, "quality_fusion", 0):
+        raise ValueError(f"phase {phase!r} needs a model with a quality fusion (config model.quality_fusion)")
+    if phase == "exposure" and not getattr(model.config, "exposure_model", 0):
+        raise ValueError(f"phase {phase!r} needs a model with an exposure model (config model.exposure_model)")
     params = []
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(prefixes))
@@ -284,7 +327,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         from ..engine.weights import load_state
 
         result = model.load_state_dict(load_state(init)[1], strict=False)
-        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS + BLUR_PARTS  # parts a phase adds
+        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS + BLUR_PARTS + EXPOSURE_PARTS + FUSION_PARTS  # parts a phase adds
         grown = residual_blocks_added(model, result.missing_keys)
         missing = [k for k in result.missing_keys if not k.startswith(new + grown)]
         if missing or result.unexpected_keys:
@@ -296,7 +339,8 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         paths = paths[: config.max_images]
     pairs = [pair for d in config.pair_dirs for pair in pair_paths(data_root / d, config.pair_holdout)]
     batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step, pairs, config.grey,
-                               physics=config.phase in ("physics", "light"), blur=config.phase == "blur")
+                               physics=config.phase in ("physics", "light"), blur=config.phase == "blur",
+                               exposure=config.phase == "exposure")
     val_noisy, val_clean = validation_set(data_root / config.val_dir, config.val_images)
     val_noisy, val_clean = val_noisy.to(device), val_clean.to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
