@@ -181,8 +181,9 @@ def restore(
         that undoes the exposure (`restora.engine.lowlight`), in the same round. A declined
         inverse (haze or low light) gets one more chance: the next round proposes the
         network's restoration of it (a brightened image keeps its noise until then). Where
-        the weights have an exposure model and it finds the whole image under-exposed, its
-        gain is applied first, before the rounds (grey images only with low light named).
+        the weights have an exposure model and it finds the whole image under-exposed where the
+        quality head finds no low light, its gain is applied first, before the rounds (grey
+        images only with low light named).
     deblur : bool
         Where the weights have a blur model and it finds blur, deconvolve the result last by
         the estimated kernel (`restora.engine.deblur`).

@@ -396,9 +396,10 @@ class Engine:
         With ``brighten``, likewise where it finds low light: the gain that undoes the
         exposure (`restora.engine.lowlight`), in the same round as the haze's inverse. A
         declined inverse is followed by a round proposing the network's restoration of it.
-        Where the model has an exposure model and it finds the whole image under-exposed, its
-        gain comes first instead, on its word, and the rounds restore the brightened image
-        (grey images only when "low_light" is named).
+        Where the model has an exposure model that finds the whole image under-exposed and
+        the quality head does not find low light (noise-free under-exposure, which the heads
+        miss), its gain comes first instead, on its word, and the rounds restore the
+        brightened image (grey images only when "low_light" is named).
 
         With ``deblur``, where the model has a blur model and it finds blur in the input, the
         result is last deconvolved by the estimated kernel (`restora.engine.deblur`), on the
@@ -435,7 +436,7 @@ class Engine:
     def restore_passes(max_iterations: int, refine: bool = True, deblur: bool = True, brighten: bool = False) -> int:
         """Network passes a restore may run per image: one per round, one to assess the
         input, one to assess the refinement, one the deconvolution and, with ``brighten``,
-        one to assess the input before the exposure model's gain."""
+        one on the input brightened by the exposure model's gain."""
         return int(max_iterations) + 1 + int(bool(refine)) + int(bool(deblur)) + int(bool(brighten))
 
     def _propose(self, cur: torch.Tensor, out: dict, degradations, strength: float) -> torch.Tensor:
