@@ -514,13 +514,14 @@ class Engine:
             x = keep_grey((x + strength * (j - x)).clamp(0, 1))
             brighten = False  # the network's low-light model would brighten it again
             out = first = self._pass(x, True, ticker)
-        best, best_q, best_out = x, float(out["quality"][0]), out
+        best, best_q = x, float(out["quality"][0])
         reported_q0 = self._fused(assessed, x0)
         deg, kernel = self._report_blur(assessed["degradation_probs"], x)
         deg = self._report_exposure(deg, exposed_p)
         # what is reported (the fusion's scores, where the model has one; the loop compares the
         # quality head's)
         history = [reported_q0, self._fused(out, x)] if exposed else [reported_q0]
+        best_report = history[-1]  # the reported quality of best, fused once
         uncertainty = torch.exp(out["log_error"])
         accepted = 0
         # Where haze or low light is found, the round after the network's first accepted one
@@ -564,7 +565,7 @@ class Engine:
             elif trial:
                 (base, base_out, kept), trial = trial, None
             physical = self._inverses(first, degradations, dehaze, brighten) if accepted == 0 else None
-            best, best_q, best_out, accepted = candidate, q, nxt, accepted + 1
+            best, best_q, best_report, accepted = candidate, q, history[-1], accepted + 1
             if proposer is not None:
                 uncertainty = torch.exp(proposer["log_error"])
             out = nxt
@@ -581,7 +582,7 @@ class Engine:
                 # sigma 25). The score reported is still the returned image's own.
                 best, refined = candidate, True
                 best_out = self._pass(candidate, False, ticker)
-                best_q = float(best_out["quality"][0])
+                best_q, best_report = float(best_out["quality"][0]), self._fused(best_out, candidate)
         deblurred = False
         # Blur last: deconvolution amplifies the noise the rounds and the second stage removed
         # first. Kept on the blur model's word: the quality head rated oracle-kernel Wiener
@@ -598,7 +599,7 @@ class Engine:
             j = deconvolve(best, blur_kernel(kernel), balance_for(kernel["kind"], x))
             best, deblurred = keep_grey((best + strength * (j - best)).clamp(0, 1)), True
             best_out = self._pass(best, False, ticker)
-            best_q = float(best_out["quality"][0])
-        return (best, uncertainty, reported_q0, self._fused(best_out, best), deg, accepted, history, refined, kept[0],
+            best_q, best_report = float(best_out["quality"][0]), self._fused(best_out, best)
+        return (best, uncertainty, reported_q0, best_report, deg, accepted, history, refined, kept[0],
                 kept[1] or exposed, deblurred)
 
