@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import zlib
@@ -366,6 +367,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="device for Restora (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradations (default: %(default)s)")
     p.add_argument("--weights", default="default", help="Restora weights name or .safetensors path")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+                   help="the network's arithmetic (restora.Engine; default: $RESTORA_PRECISION, else auto)")
     p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
     p.add_argument("--ablation", action="store_true",
                    help="add Restora with max_iterations=1 (one round vs the loop) and with refine=False")
@@ -456,14 +459,16 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_baselines:
         for note in _baselines.missing_notes():
             print(f"note: {note}", file=sys.stderr)
-    restora.Engine(args.weights, args.device)  # load the weights once, before the timings
+    if args.precision:  # every restora call below reads it
+        os.environ["RESTORA_PRECISION"] = args.precision
+    precision = restora.Engine(args.weights, args.device).precision  # loads the weights once, before the timings
     results = [run_row(row, items, args) for row, items in work]
     summaries = [r.summary(args.ablation) for r in results if r.images]
     if len(summaries) > 1:
         summaries.append(mean_summary(summaries))
     source = f"pairs {args.pairs[0]} / {args.pairs[1]}" if args.pairs else str(args.data)
     caption = (f"Restora quality benchmark: {summaries[0]['n']} images from {source}, crop {args.crop or 'none'}, "
-               f"seed {args.seed}, weights {args.weights}, device {args.device}; uint8 in and out; "
+               f"seed {args.seed}, weights {args.weights}, device {args.device} ({precision}); uint8 in and out; "
                "baseline = best classical method by mean PSNR")
     print(("_" + caption + "_\n") if args.markdown else caption)
     print(format_table(summaries, columns(args.ablation, not args.no_baselines), args.markdown))

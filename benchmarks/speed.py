@@ -7,7 +7,8 @@ of the network over the image (restoration + quality + segmentation heads, tiled
 restore runs up to ``--max-iterations`` rounds plus a final assessment, then (where it found
 noise) the second stage: the Wiener refinement, timed alone as "refine s", and its assessment;
 "deblur s" times the blur model's estimate and a deconvolution by a 15 px motion kernel (where
-the weights have a blur model), the last step where blur is found.
+the weights have a blur model), the last step where blur is found. ``--precision`` sets the
+network's arithmetic (`restora.Engine`); the table says which one ran.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
 
 def _measure(size: int, device: str, threads: int, repeats: int, max_iterations: int, tile: int, weights: str,
-             queue) -> None:
+             precision: str, queue) -> None:
     import numpy as np
     import torch
     from restora.degradations import motion_kernel
@@ -35,7 +36,7 @@ def _measure(size: int, device: str, threads: int, repeats: int, max_iterations:
     if threads:
         torch.set_num_threads(threads)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    engine = Engine(weights, device, tile)
+    engine = Engine(weights, device, tile, precision)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.random((1, 3, size, size), dtype=np.float32))
     engine._pass(x[..., :64, :64], True, _Ticker(None, 0))  # warm up
@@ -74,7 +75,8 @@ def _measure(size: int, device: str, threads: int, repeats: int, max_iterations:
     queue.put({"size": size, "mp": size * size / 1e6, "round_s": min(times), "restore_s": restore_s,
                "rounds": r.iterations[0], "refine_s": min(refine),
                "deblur_s": min(deblur) if deblur else float("nan"), "tiles": engine.tiles_per_pass(size, size), "peak_mb": peak_mb,
-               "device": str(engine.device), "threads": torch.get_num_threads()})
+               "device": str(engine.device), "threads": torch.get_num_threads(),
+               "precision": engine.precision})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-iterations", type=int, default=3)
     ap.add_argument("--tile-size", type=int, default=512)
     ap.add_argument("--weights", default="default", help="Restora weights name or .safetensors path")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="the network's arithmetic (auto: bfloat16 on a CPU with native bfloat16)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     ctx = mp.get_context("spawn")
@@ -93,17 +97,17 @@ def main(argv: list[str] | None = None) -> None:
     for size in args.sizes:
         q = ctx.Queue()
         p = ctx.Process(target=_measure, args=(size, args.device, args.threads, args.repeats,
-                                               args.max_iterations, args.tile_size, args.weights, q))
+                                               args.max_iterations, args.tile_size, args.weights, args.precision, q))
         p.start()
         rows.append(q.get())
         p.join()
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'size':>11} {'MP':>6} {'tiles':>5} {'s/round':>8} {'s/MP/round':>10} {'restore s':>9} {'rounds':>6} {'refine s':>8} {'deblur s':>8} {'peak MB':>8}  device (threads)")
+    print(f"{'size':>11} {'MP':>6} {'tiles':>5} {'s/round':>8} {'s/MP/round':>10} {'restore s':>9} {'rounds':>6} {'refine s':>8} {'deblur s':>8} {'peak MB':>8}  device (threads, precision)")
     for r in rows:
         print(f"{r['size']:>5}x{r['size']:<5} {r['mp']:6.2f} {r['tiles']:5d} {r['round_s']:8.2f} {r['round_s'] / r['mp']:10.2f} "
-              f"{r['restore_s']:9.2f} {r['rounds']:6d} {r['refine_s']:8.2f} {r['deblur_s']:8.2f} {r['peak_mb']:8.0f}  {r['device']} ({r['threads']})")
+              f"{r['restore_s']:9.2f} {r['rounds']:6d} {r['refine_s']:8.2f} {r['deblur_s']:8.2f} {r['peak_mb']:8.0f}  {r['device']} ({r['threads']}, {r['precision']})")
 
 
 if __name__ == "__main__":

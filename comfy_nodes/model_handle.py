@@ -37,7 +37,7 @@ class RestoraModel:
     choice: str  # the weights choice as shown in the node
 
     def __repr__(self) -> str:
-        return f"RestoraModel({self.choice!r}, {self.engine.weights.name}, {self.engine.device}, tile {self.engine.tile_size})"
+        return f"RestoraModel({self.choice!r}, {self.engine.weights.name}, {self.engine.device}, tile {self.engine.tile_size}, {self.engine.precision})"
 
 
 def register_models_folder(folder_names_and_paths: dict, models_dir: str) -> None:
@@ -76,20 +76,22 @@ def resolve_choice(choice: str, find_file: Callable[[str], Optional[str]]) -> st
     return path
 
 
-_ENGINES: dict[tuple[str, str, int], Engine] = {}
+_ENGINES: dict[tuple[str, str, int, str], Engine] = {}
 _LOCK = threading.Lock()
 
 
 def load_restora_model(choice: str, device: torch.device | str, tile_size: int = DEFAULT_TILE,
-                       find_file: Callable[[str], Optional[str]] = lambda name: None) -> RestoraModel:
+                       find_file: Callable[[str], Optional[str]] = lambda name: None,
+                       precision: str = "auto") -> RestoraModel:
     """Load (once) the weights for ``choice`` on ``device`` and return a handle.
 
     The core caches the network per (file, device); engines are cached here per (weights,
-    device, tile size) so a tile size shrunk after an out-of-memory error is remembered.
+    device, tile size, precision) so a tile size shrunk after an out-of-memory error is
+    remembered. ``precision`` is the network's arithmetic (`restora.Engine`).
     """
     weights = resolve_choice(choice, find_file)
-    key = (str(weights), str(device), int(tile_size))
+    key = (str(weights), str(device), int(tile_size), str(precision))
     with _LOCK:
         if key not in _ENGINES:
-            _ENGINES[key] = Engine(weights, device, int(tile_size))
+            _ENGINES[key] = Engine(weights, device, int(tile_size), precision)
         return RestoraModel(_ENGINES[key], choice)

@@ -97,7 +97,7 @@ def restore_images(engine, image: torch.Tensor, mode: str = "auto", degradations
              f"{float(r.quality_before[i]):.3f} -> {float(r.quality_after[i]):.3f}; iterations {r.iterations[i]}"
              f"{' + refinement' if r.refined[i] else ''}{' + deblurring' if r.deblurred[i] else ''}"
              for i in range(n)]
-    lines.append(f"Restora {engine.weights.name} on {engine.device}: {seconds:.2f} s")
+    lines.append(f"Restora {engine.weights.name} on {engine.device} ({engine.precision}): {seconds:.2f} s")
     return RestoreOutput(
         image=image_from_engine(r.image, alpha), uncertainty=mask_from_engine(r.uncertainty),
         quality_before=[float(q) for q in r.quality_before], quality_after=[float(q) for q in r.quality_after],

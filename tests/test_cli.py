@@ -205,6 +205,23 @@ def test_info(capsys):
     assert code == 0
     assert any(line.startswith("weights ") and "(default)" in line and "[sha256 ok]" in line
                for line in out.splitlines()), out
+    assert any(line.startswith("precision: auto -> ") for line in out.splitlines()), out
+
+
+def test_precision_flag_reaches_the_engine(capsys, tmp_path, monkeypatch):
+    from restora.engine import engine as engine_module
+
+    made = []
+    real = engine_module.resolve_precision
+    monkeypatch.setattr(engine_module, "resolve_precision", lambda p, d: made.append(p) or real(p, d))
+    image = tmp_path / "in.png"
+    write_image(image, np.full((48, 48, 3), 128, np.uint8), "YXC")
+    code, _, err = cli(capsys, "assess", image, "--device", "cpu", "--precision", "float32")
+    assert code == 0, err
+    assert made == ["float32"]
+    with pytest.raises(SystemExit):
+        cli(capsys, "assess", image, "--device", "cpu", "--precision", "half")
+    assert "half" in capsys.readouterr().err
 
 
 def test_demo(capsys, tmp_path):

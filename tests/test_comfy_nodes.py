@@ -311,6 +311,11 @@ def test_loading_is_cached_and_folder_files_load(tmp_path):
     count = w.load_count
     assert load_restora_model("default", "cpu", 512).engine is a.engine
     assert load_restora_model("default", "cpu", 384).engine.model is a.engine.model  # one network
+    exact = load_restora_model("default", "cpu", 512, precision="float32")
+    fast = load_restora_model("default", "cpu", 512, precision="bfloat16")
+    assert (exact.engine.precision, fast.engine.precision) == ("float32", "bfloat16")
+    assert exact.engine is not fast.engine and exact.engine.model is fast.engine.model
+    assert "bfloat16" in repr(fast)
     assert w.load_count == count
     copy = tmp_path / "copy.safetensors"
     shutil.copy(w.resolve_weights("default").path, copy)

@@ -114,7 +114,7 @@ def _restore_options(args: argparse.Namespace, label: str) -> dict:
     progress bar labelled ``label``."""
     return {"progress": ProgressBar(label, None if not args.quiet else False), "strength": args.strength,
             "in_range": args.in_range, "tile_size": args.tile_size, "weights": args.weights,
-            "refine": not args.no_refine, "dehaze": not args.no_dehaze, "brighten": not args.no_brighten,
+            "precision": args.precision, "refine": not args.no_refine, "dehaze": not args.no_dehaze, "brighten": not args.no_brighten,
             "deblur": not args.no_deblur}
 
 
@@ -214,7 +214,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
     results = {}
 
     def one(key: str, image, axes) -> None:
-        q = assess(image, args.device, axes, weights=args.weights, in_range=args.in_range)
+        q = assess(image, args.device, axes, weights=args.weights, in_range=args.in_range, precision=args.precision)
         results[key] = {"score": round(q.score, 4), "degradations": q.degradations, "found": q.found()}
         if not args.json:
             found = ", ".join(q.found()) or "none"
@@ -256,7 +256,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     def work(path: Path) -> None:
         image, axes = read_image(path)
         s = segment(image, args.device, axes, ProgressBar(path.name, None if not args.quiet else False),
-                    weights=args.weights, in_range=args.in_range)
+                    weights=args.weights, in_range=args.in_range, precision=args.precision)
         colour = colourize(s.labels)
         map_axes = axes.replace("C", "")
         if s.labels.ndim == 2:
@@ -283,7 +283,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .engine.weights import available_weights, cache_dir, default_weights_name, sha256_file
 
     print(f"restora {__version__}  python {sys.version.split()[0]}  torch {torch.__version__}  numpy {numpy.__version__}")
-    print(f"devices: {', '.join(available_devices())}  (auto -> {resolve_device('auto')})")
+    from .engine.engine import resolve_precision
+
+    auto = resolve_device("auto")
+    print(f"devices: {', '.join(available_devices())}  (auto -> {auto})")
+    print(f"precision: auto -> {resolve_precision(None, torch.device(auto))} on {auto}"
+          + ("" if "RESTORA_PRECISION" not in os.environ else f" (RESTORA_PRECISION={os.environ['RESTORA_PRECISION']})"))
     print(f"weights cache: {cache_dir()}")
     default = default_weights_name()
     for name, info in available_weights().items():
@@ -331,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", default="default", help="weights name or .safetensors path")
         p.add_argument("--in-range", default="dtype", choices=["dtype", "image"],
                        help="map the dtype's full range (default) or the image's min..max to black..white")
+        p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+                       help="the network's arithmetic: auto (default; $RESTORA_PRECISION if set) is bfloat16 "
+                            "on a CPU with native bfloat16, about twice as fast, else float32")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("restore", help="restore images into an output folder")

@@ -33,6 +33,7 @@ Progress = Optional[Callable[[int, int], None]]
 """Called as ``progress(done, total)`` between tiles. It may raise to cancel the work."""
 
 DEFAULT_TILE = 512
+PRECISIONS = ("auto", "float32", "bfloat16")
 # Encoder features kept between the two sweeps of a tiled pass with per-image adapters
 # (57 MB per 512-pixel tile in float32).
 FEATURE_CACHE_BYTES = 1 << 30
@@ -51,6 +52,26 @@ class TensorRestoreResult:
     dehazed: list[bool] = field(default_factory=list)  # whether the haze model's inverse was kept, per image
     brightened: list[bool] = field(default_factory=list)  # whether a low-light gain was applied (exposure or low-light model), per image
     deblurred: list[bool] = field(default_factory=list)  # whether the blur model's deconvolution was applied, per image
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` is a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX tiles).
+    Elsewhere bfloat16 convolutions are emulated and slower than float32."""
+    if torch.device(device).type != "cpu":
+        return False
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """"float32" or "bfloat16" for the network on ``device`` (see `Engine`)."""
+    choice = os.environ.get("RESTORA_PRECISION", "auto") if precision is None else precision
+    if choice not in PRECISIONS:
+        source = "RESTORA_PRECISION" if precision is None else "precision"
+        raise ImageError(f"{source} must be one of {', '.join(PRECISIONS)}, got {choice!r}")
+    if choice == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return choice
 
 
 def _half(tile) -> tuple[slice, slice]:
@@ -81,12 +102,21 @@ class Engine:
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     tile_size : int
         Largest tile edge in pixels (a multiple of 4 is used); smaller saves memory.
+    precision : str, optional
+        The encoder's and decoder's arithmetic, "float32" or "bfloat16" (autocast: float32
+        accumulation). The quality head, the image-level context and adapter weights, the
+        tile statistics and blending, and every step outside the network stay float32.
+        "auto" takes bfloat16 on a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX;
+        a pass about twice as fast there) and float32 elsewhere. None reads the
+        ``RESTORA_PRECISION`` environment variable, "auto" when unset. The resolved choice
+        is ``self.precision``.
     """
 
     def __init__(self, weights: str | os.PathLike = "default", device: str | torch.device = "auto",
-                 tile_size: int = DEFAULT_TILE) -> None:
+                 tile_size: int = DEFAULT_TILE, precision: str | None = None) -> None:
         self.model, self.weights = load_model(weights, device)
         self.device = next(self.model.parameters()).device
+        self.precision = resolve_precision(precision, self.device)
         self.multiple = int(getattr(self.model, "multiple_of", 1))
         self.context = -(-int(getattr(self.model, "receptive_radius", 0)) // self.multiple) * self.multiple
         self.tile_size = self._check_tile(tile_size)
@@ -100,6 +130,10 @@ class Engine:
     def tiles_per_pass(self, height: int, width: int) -> int:
         hp, wp = (-(-s // self.multiple) * self.multiple for s in (height, width))
         return len(plan_tiles(hp, wp, self.tile_size, self.context, 16, self.multiple))
+
+    def _network(self) -> torch.autocast:
+        """The context the network's tile passes run in (autocast to bfloat16, or off)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
 
     def _has(self, part: str) -> bool:
         """Whether the model's config switches ``part`` on (a width above 0)."""
@@ -254,7 +288,8 @@ class Engine:
         for i, tile in enumerate(tiles):
             xt = self._tile_input(xp, tile)
             wt = self._tile_weight(tile, weight_sum)
-            e1, e2, latent = features.pop(i) if i in features else model.encode(xt)
+            with self._network():
+                e1, e2, latent = features.pop(i) if i in features else model.encode(xt)
             a, b, c = self._tile_stats(latent, wt)
             s1, s2, n = s1 + a, s2 + b, n + c
             if decode:
@@ -264,7 +299,8 @@ class Engine:
                 wtile = weights
                 if weights is not None and weights.ndim == 4:  # per region, at half resolution
                     wtile = weights[(..., *_half(tile))]
-                out = model.decode(xt, e1, e2, latent, wtile, context)
+                with self._network():
+                    out = model.decode(xt, e1, e2, latent, wtile, context)
                 for k in acc:
                     acc[k][:, :, tile.ys, tile.xs] += (out[k] * wt).to(acc[k].device)
             ticker.tick()
@@ -298,7 +334,8 @@ class Engine:
         s1 = s2 = n = 0.0
         features, kept = {}, 0
         for i, tile in enumerate(tiles):
-            feats = self.model.encode(self._tile_input(xp, tile))
+            with self._network():
+                feats = self.model.encode(self._tile_input(xp, tile))
             a, b, c = self._tile_stats(feats[2], self._tile_weight(tile, weight_sum))
             s1, s2, n = s1 + a, s2 + b, n + c
             size = sum(f.numel() * f.element_size() for f in feats)
@@ -316,10 +353,11 @@ class Engine:
         seg = None
         for i, tile in enumerate(tiles):
             wt = F.avg_pool2d(self._tile_weight(tile, weight_sum), 2)
-            _, e2, latent = features[i] if i in features else self.model.encode(self._tile_input(xp, tile))
-            logits = self.model.segment_half(e2, latent, image_weights, context)
-            if seg is None:
-                seg = logits.new_zeros(1, logits.shape[1], hp // 2, wp // 2)
+            with self._network():
+                _, e2, latent = features[i] if i in features else self.model.encode(self._tile_input(xp, tile))
+                logits = self.model.segment_half(e2, latent, image_weights, context)
+            if seg is None:  # float32 whatever the network's precision: tiles add up here
+                seg = logits.new_zeros(1, logits.shape[1], hp // 2, wp // 2, dtype=torch.float32)
             seg[(..., *_half(tile))] += logits * wt
         return self.model.region_adapter_weights(seg, grey)
 
