@@ -188,3 +188,36 @@ def test_refine_quality_teaches_the_head_the_second_stage():
     refine = compute_losses(model, x, clean, labels, present, weights, 2, refine_quality=True)
     assert float(refine["quality"].detach()) > float(plain["quality"].detach())  # one more term
     torch.testing.assert_close(refine["restore"], plain["restore"])
+
+
+def test_bfloat16_training_runs_and_keeps_its_targets_float32(tmp_path):
+    """``precision: "bfloat16"`` trains under autocast; the master weights, the metrics and the
+    quality target stay float32, and the losses stay close to float32's."""
+    import torch
+
+    from restora.metrics import psnr, quality_target, ssim
+    from restora.training.train import compute_losses
+
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ssim(a, b).dtype == psnr(a, b).dtype == torch.float32
+        target, rounded = quality_target(a, b), ssim.__wrapped__(a, b)  # the latter's convs in bfloat16
+    torch.testing.assert_close(target, quality_target(a, b), rtol=0, atol=0)  # as outside autocast
+    assert not torch.equal(rounded, ssim(a, b))
+    model, x, clean, labels, present, weights = _tiny_batch()
+    exact = compute_losses(model, x, clean, labels, present, weights, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = compute_losses(model, x, clean, labels, present, weights, 2)
+    assert not torch.equal(fast["restore"], exact["restore"])  # it did run in bfloat16
+    torch.testing.assert_close(fast["total"], exact["total"], rtol=0.02, atol=0.01)
+    config = TrainConfig.load(CONFIGS / "smoke.json")
+    config.precision = "bfloat16"
+    last = train(config, DATA, tmp_path)
+    log = [json.loads(line) for line in (tmp_path / "smoke" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4] and all(np.isfinite(r["total"]) for r in log)
+    from restora.engine.weights import load_state
+
+    assert all(t.dtype == torch.float32 for t in load_state(last)[1].values() if t.is_floating_point())
+    config.precision = "half"
+    with pytest.raises(ValueError, match="precision.*'half'"):
+        train(config, DATA, tmp_path / "bad")

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 from .degradations import gaussian_kernel
 
 
+def float32(fn):
+    """``fn`` of tensors, run in float32 whatever autocast its caller runs under: a metric or
+    a classical filter must not round to bfloat16 when training does (`TrainConfig.precision`)."""
+    def full(t):  # half-precision tensors up to float32; float64 stays float64
+        return t.float() if torch.is_tensor(t) and t.dtype in (torch.bfloat16, torch.float16) else t
+
+    @functools.wraps(fn)
+    def run(x: torch.Tensor, *args, **kwargs):
+        with torch.autocast(x.device.type, enabled=False):
+            return fn(full(x), *(full(a) for a in args), **kwargs)
+    return run
+
+
+@float32
 def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """PSNR in dB per image of (B, C, H, W) tensors; inf for identical images."""
     mse = ((x - ref) ** 2).flatten(1).mean(1)
     return 10 * torch.log10(data_range**2 / mse)
 
 
+@float32
 def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """SSIM per image of (B, C, H, W) tensors (Gaussian window 11, sigma 1.5; mean over channels)."""
     c = x.shape[1]

@@ -23,6 +23,10 @@ class TrainConfig:
     min_lr: float = 1e-5
     seed: int = 0
     threads: int = 2
+    # The network's arithmetic in training: "float32", or "bfloat16" (autocast: float32 master
+    # weights and accumulation; the targets and metrics stay float32), faster on a CPU with
+    # native bfloat16 and on recent GPUs.
+    precision: str = "float32"
     # The mix of training samples (probabilities, normalised): clean, noise alone, another
     # degradation (maybe with noise), degradation CutMix; a degradation's name: that one over
     # the whole image (then maybe noise and JPEG; `restora.training.data.SyntheticBatches`).

@@ -35,7 +35,7 @@ from ..engine.dehaze import dehaze
 from ..engine.lowlight import brighten
 from ..engine.refine import refine_noise
 from ..io import list_images
-from ..metrics import psnr, quality_target
+from ..metrics import float32, psnr, quality_target
 from ..models import build_model
 from ..models.quality_fusion import fusion_inputs
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -226,7 +226,7 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     if refine_quality:
         with torch.no_grad():
             noisy = degraded[:half]
-            refined = refine_noise(noisy, own).clamp(0, 1)  # the engine's stage, without the segment map
+            refined = float32(refine_noise)(noisy, own).clamp(0, 1)  # the engine's stage, without the segment map
             t_ref = quality_target(refined, target)
         losses["quality"] = losses["quality"] + F.mse_loss(model.assess(refined)[0], t_ref)
     losses["total"] = losses["restore"] + sum(weights.get(k, 1.0) * losses[k] for k in losses if k != "restore")
@@ -305,6 +305,8 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
     ``stop_at`` ends the run at that step, with a checkpoint, without changing the learning-rate
     schedule (which still spans ``config.steps``): ``--resume`` continues it exactly.
     """
+    if config.precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {config.precision!r}")
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = build_model({"architecture": config.architecture, "config": json.dumps(config.model)})
@@ -353,8 +355,9 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         for group in opt.param_groups:
             group["lr"] = lr
         degraded, clean, labels, present, *physics = (t.to(device) for t in next(batches))
-        losses = compute_losses(model, degraded, clean, labels, present, config.loss_weights, config.self_rounds,
-                                config.phase, config.refine_quality, physics)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
+            losses = compute_losses(model, degraded, clean, labels, present, config.loss_weights, config.self_rounds,
+                                    config.phase, config.refine_quality, physics)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
