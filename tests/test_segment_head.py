@@ -70,11 +70,12 @@ def test_the_segmentation_reads_the_whole_image_context():
     torch.testing.assert_close(fa[..., :8], fb[..., :8], rtol=0, atol=1e-5)
 
 
-def test_the_context_head_adds_no_reach():
+@pytest.mark.parametrize("cues", [False, True])
+def test_the_context_head_adds_no_reach(cues):
     """With the image-level context fixed, each segmentation pixel depends on input no further
-    than ``receptive_radius``: the tiles' context still covers it."""
+    than ``receptive_radius``, the local cues' included: the tiles' context still covers it."""
     torch.manual_seed(0)
-    model = RestoraNet(RestoraNetConfig(channels=(8, 8, 8), segment_context=8)).double()
+    model = RestoraNet(RestoraNetConfig(channels=(8, 8, 8), segment_context=8, segment_cues=cues)).double()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.1)
     x = torch.rand(1, 3, 168, 168, dtype=torch.float64, requires_grad=True)
@@ -99,18 +100,23 @@ def _whole_and_tiled(model: RestoraNet, tmp_path):
               metadata=model_metadata("restoranet-v0", model))
     ramp = torch.linspace(0.9, 0.0, 200)[:, None].expand(200, 136)
     x = (ramp + 0.1 * torch.rand(1, 3, 200, 136, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
-    whole_engine = restora.Engine(weights=path, device="cpu", tile_size=512)
-    tiled_engine = restora.Engine(weights=path, device="cpu", tile_size=128)
+    # float32: exactness is the point (bfloat16 tiles agree to its rounding, test_precision.py)
+    whole_engine = restora.Engine(weights=path, device="cpu", tile_size=512, precision="float32")
+    tiled_engine = restora.Engine(weights=path, device="cpu", tile_size=128, precision="float32")
     assert whole_engine.tiles_per_pass(200, 136) == 1 < tiled_engine.tiles_per_pass(200, 136)
     whole, tiled = (e._pass(x, True, _Ticker(None, 0)) for e in (whole_engine, tiled_engine))
     return x, whole_engine, whole, tiled
 
 
-@pytest.mark.parametrize("blend", [None, "image", "region"])
+@pytest.mark.parametrize("blend", [None, "image", "region", "cues"])
 def test_engine_segments_exactly_tiled(tmp_path, blend):
     """The engine gives every tile the whole image's context, so tiled equals untiled: the
-    segmentation, the haze model's transmission and airlight and the low-light model's gain."""
-    extra = {} if blend is None else {"adapters": ("noise", "haze"), "adapter_rank": 2, "adapter_blend": blend}
+    segmentation (with the local cues too), the haze model's transmission and airlight and
+    the low-light model's gain."""
+    extra = {} if blend in (None, "cues") else {"adapters": ("noise", "haze"), "adapter_rank": 2, "adapter_blend": blend}
+    if blend == "cues":
+        extra = {"segment_cues": True}
+        blend = None
     model = _randomised(RestoraNet(RestoraNetConfig(**SMALL, segment_context=8, haze_model=4, light_model=4, **extra)))
     if blend:
         for ad in model.adapters.values():
@@ -127,14 +133,18 @@ def test_engine_segments_exactly_tiled(tmp_path, blend):
     assert (whole["segment_logits"] - lin).abs().max() > 1e-2
 
 
-def test_segment_phase_trains_only_the_segmentation():
-    """The ``segment`` phase changes the segmentation and nothing else, and its loss falls on
-    a fixed batch (labels that follow the image: dark pixels are low light)."""
+@pytest.mark.parametrize("cues", [False, True])
+def test_segment_phase_trains_only_the_segmentation(cues):
+    """The ``segment`` phase changes the segmentation (and its cues' weights) and nothing
+    else, and its loss falls on a fixed batch (labels that follow the image: dark pixels are
+    low light)."""
     torch.manual_seed(0)
-    model = RestoraNet(RestoraNetConfig(**SMALL, adapters=("noise",), adapter_rank=2, segment_context=8))
+    model = RestoraNet(RestoraNetConfig(**SMALL, adapters=("noise",), adapter_rank=2, segment_context=8,
+                                        segment_cues=cues))
     params, _ = trainable_parameters(model, "segment", [])
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert names and all(n.startswith(SEGMENT_PARTS) for n in names)
+    assert cues == ("segment_cues_in.weight" in names)
     g = torch.Generator().manual_seed(1)
     x = torch.rand(4, 3, 32, 32, generator=g)
     x[:, :, :16] *= 0.1
@@ -145,7 +155,7 @@ def test_segment_phase_trains_only_the_segmentation():
         before = model.eval()(x)
     opt = torch.optim.Adam(params, lr=1e-2)
     losses = []
-    for _ in range(30):
+    for _ in range(80):
         out = compute_losses(model.train(), *batch, TrainConfig().loss_weights, 1, "segment")
         opt.zero_grad()
         out["total"].backward()
@@ -158,6 +168,32 @@ def test_segment_phase_trains_only_the_segmentation():
     for key in ("restored", "log_error", "quality", "degradation_logits"):
         torch.testing.assert_close(before[key], after[key], rtol=0, atol=0)
     assert (before["segment_logits"] - after["segment_logits"]).abs().max() > 0.1
+    if cues:
+        assert model.segment_cues_in.weight.abs().max() > 0  # the cues did learn
+
+
+def test_new_cues_leave_the_shipped_segmentation_unchanged_until_trained():
+    """A model grown with ``segment_cues`` from weights without them segments as they did (its
+    cue weights start at zero); it needs the image to segment, and a context network."""
+    meta, state = load_state(resolve_weights("default").path)
+    cfg = json.loads(meta["config"])
+    if cfg.get("segment_cues"):
+        cfg["segment_cues"] = False
+        state = {k: v for k, v in state.items() if not k.startswith("segment_cues_in.")}
+    plain = RestoraNet(RestoraNetConfig.from_dict(cfg))
+    grown = RestoraNet(RestoraNetConfig.from_dict({**cfg, "segment_cues": True}))
+    plain.load_state_dict(state)
+    missing = grown.load_state_dict(state, strict=False).missing_keys
+    assert sorted(missing) == ["segment_cues_in.bias", "segment_cues_in.weight"]
+    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = plain.eval()(x), grown.eval()(x)
+        torch.testing.assert_close(a["segment_logits"], b["segment_logits"], rtol=0, atol=0)
+        d2, latent = grown.half_features(x)
+        with pytest.raises(ValueError, match="pass x"):
+            grown.segment_from_features(d2, latent)
+    with pytest.raises(ValueError, match="segment_cues needs a segment_context"):
+        RestoraNet(RestoraNetConfig(**SMALL, segment_cues=True))
 
 
 @pytest.mark.parametrize("head", ["haze_model", "light_model"])

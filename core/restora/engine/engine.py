@@ -354,8 +354,9 @@ class Engine:
         for i, tile in enumerate(tiles):
             wt = F.avg_pool2d(self._tile_weight(tile, weight_sum), 2)
             with self._network():
-                _, e2, latent = features[i] if i in features else self.model.encode(self._tile_input(xp, tile))
-                logits = self.model.segment_half(e2, latent, image_weights, context)
+                xt = self._tile_input(xp, tile)
+                _, e2, latent = features[i] if i in features else self.model.encode(xt)
+                logits = self.model.segment_half(e2, latent, image_weights, context, xt)
             if seg is None:  # float32 whatever the network's precision: tiles add up here
                 seg = logits.new_zeros(1, logits.shape[1], hp // 2, wp // 2, dtype=torch.float32)
             seg[(..., *_half(tile))] += logits * wt

@@ -31,6 +31,7 @@ from torch import nn
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from .adapters import LowRankAdapters
 from .blur import BlurModel
+from .cues import CUES, REACH as CUES_REACH, cue_maps
 from .exposure import ExposureModel
 from .quality_fusion import QualityFusion
 
@@ -63,6 +64,11 @@ class RestoraNetConfig:
     # v0). 1x1 convs only, so the reach (and the tiles' context) is unchanged; the image-level
     # context comes from the whole image's latent statistics, as the quality head's does.
     segment_context: int = 0
+    # Whether the segmentation's context network also reads the local degradation cues
+    # (`restora.models.cues`: JPEG blockiness, blur's missing fine scale, rain's bright
+    # streaks, ...), where the network's features called rain, blur and JPEG regions clean.
+    # Their reach (`cues.REACH`) is within the tiles' context. Needs ``segment_context``.
+    segment_cues: bool = False
     # Hidden width of the haze model's head (0: none): the airlight from the image-level context,
     # and the transmission per pixel as a learned correction (1x1 convs on the decoder's
     # half-resolution features and the prior, conditioned on the context) of the dark channel
@@ -183,6 +189,8 @@ class RestoraNet(nn.Module):
         # resolution, plus a 6 px margin. The tiles' context is this, so tiles stay exact.
         e2, e3 = cfg.encoder_blocks
         self.receptive_radius = 48 + 4 * (e2 - 2) + 8 * (e3 - 3) + 4 * (cfg.decoder_blocks - 1) + 2 * cfg.full_blocks
+        if cfg.segment_cues:
+            self.receptive_radius = max(self.receptive_radius, CUES_REACH)
         self.stem = nn.Conv2d(3, c1, 3, padding=1)
         self.down1 = Down(c1, c2)
         self.enc2 = nn.Sequential(*[ResBlock(c2) for _ in range(cfg.encoder_blocks[0])])
@@ -196,6 +204,8 @@ class RestoraNet(nn.Module):
         self.full = nn.Sequential(*[ResBlock(c1) for _ in range(cfg.full_blocks)])
         self.out = nn.Conv2d(c1, 4, 3, padding=1)  # 3 residual channels + 1 log error scale
         self.segment_head = nn.Conv2d(c2, cfg.num_classes, 1)
+        if cfg.segment_cues and not cfg.segment_context:
+            raise ValueError("segment_cues needs a segment_context (the cues feed its context network)")
         if cfg.segment_context:
             k = cfg.segment_context
             self.segment_film = nn.Linear(2 * c3 + cfg.num_degradations, 2 * k)  # scale and shift
@@ -204,6 +214,10 @@ class RestoraNet(nn.Module):
             self.segment_out = nn.Conv2d(k, cfg.num_classes, 1)
             nn.init.zeros_(self.segment_out.weight)  # starts as the linear head alone
             nn.init.zeros_(self.segment_out.bias)
+            if cfg.segment_cues:
+                self.segment_cues_in = nn.Conv2d(len(CUES), k, 1)
+                nn.init.zeros_(self.segment_cues_in.weight)  # starts as the head without cues
+                nn.init.zeros_(self.segment_cues_in.bias)
         if cfg.haze_model:
             k, ctx = cfg.haze_model, 2 * c3 + cfg.num_degradations
             self.haze_film = nn.Linear(ctx, 2 * k)
@@ -335,7 +349,7 @@ class RestoraNet(nn.Module):
         out = self._conv("out", self.out, d1, w)
         if context is None and self.needs_context:
             context = self.context_from_stats(*self.latent_stats(latent))
-        seg = self._segment(d2, latent, context)
+        seg = self._segment(d2, latent, context, x)
         seg = F.interpolate(seg, scale_factor=2, mode="bilinear", align_corners=False)
         if self.config.haze_model:
             extra["transmission"] = self.transmission_from_features(x, d2, context)
@@ -368,10 +382,11 @@ class RestoraNet(nn.Module):
         return torch.sigmoid(self.airlight_head(context))
 
     def segment_half(self, e2: torch.Tensor, latent: torch.Tensor, adapter_weights: torch.Tensor | None = None,
-                     context: torch.Tensor | None = None) -> torch.Tensor:
+                     context: torch.Tensor | None = None, x: torch.Tensor | None = None) -> torch.Tensor:
         """Segmentation logits at half resolution (B, classes, H/2, W/2): the decoder's half-
-        resolution part only, about a sixth of a pass."""
-        return self._segment(self._decode_half(e2, latent, adapter_weights)[0], latent, context)
+        resolution part only, about a sixth of a pass. ``x``, the images, is needed where
+        the segmentation reads the local cues (``config.segment_cues``)."""
+        return self._segment(self._decode_half(e2, latent, adapter_weights)[0], latent, context, x)
 
     def context_from_stats(self, s1: torch.Tensor, s2: torch.Tensor, n: int) -> torch.Tensor:
         """Image-level context (B, 2 * latent channels + D) from latent sums (`latent_stats`):
@@ -379,23 +394,33 @@ class RestoraNet(nn.Module):
         moments = self._moments(s1, s2, n)
         return torch.cat([moments, torch.sigmoid(self.quality_head(moments)[:, 1:])], 1)
 
-    def _segment(self, d2: torch.Tensor, latent: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
-        """Half-resolution segmentation logits from the decoder's features ``d2``."""
+    def _segment(self, d2: torch.Tensor, latent: torch.Tensor, context: torch.Tensor | None,
+                 x: torch.Tensor | None = None) -> torch.Tensor:
+        """Half-resolution segmentation logits from the decoder's features ``d2`` (and, with
+        ``config.segment_cues``, the local cues of the images ``x``)."""
         seg = self.segment_head(d2)
         if not self.config.segment_context:
             return seg
         if context is None:
             context = self.context_from_stats(*self.latent_stats(latent))
-        return seg + self._film_head("segment", d2, context)
+        cues = None
+        if self.config.segment_cues:
+            if x is None:
+                raise ValueError("this model's segmentation reads local cues of the image: pass x")
+            cues = self.segment_cues_in(cue_maps(x).to(d2.dtype))
+        return seg + self._film_head("segment", d2, context, cues)
 
-    def _film_head(self, name: str, features: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def _film_head(self, name: str, features: torch.Tensor, context: torch.Tensor,
+                   extra: torch.Tensor | None = None) -> torch.Tensor:
         """One of the per-pixel heads that read the image-level context (segment, haze, light):
         ``{name}_in`` on the half-resolution ``features``, scaled and shifted (FiLM) by
         ``{name}_film`` of ``context``, then ``{name}_mid`` and ``{name}_out``, SiLU between:
-        1x1 convs only, so no reach is added."""
+        1x1 convs only, so no reach is added. ``extra`` (the cues' term) adds to ``{name}_in``'s
+        output."""
         film, first, mid, out = (getattr(self, f"{name}_{part}") for part in ("film", "in", "mid", "out"))
         scale, shift = film(context.to(features.dtype)).chunk(2, 1)
-        h = first(features) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        h = first(features) if extra is None else first(features) + extra
+        h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
         return out(F.silu(mid(F.silu(h))))
 
     def _decode_half(self, e2, latent, adapter_weights):
@@ -456,7 +481,7 @@ class RestoraNet(nn.Module):
         grey = self.is_grey(x)
         w = self.image_adapter_weights(logits.detach(), grey)
         if self.blends_per_region:
-            w = self.region_adapter_weights(self.segment_half(e2, latent, w).detach(), grey)
+            w = self.region_adapter_weights(self.segment_half(e2, latent, w, x=x).detach(), grey)
         return w
 
     def half_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -467,9 +492,10 @@ class RestoraNet(nn.Module):
         w = self._own_weights(x, e2, latent, self._quality(latent)[1])
         return self._decode_half(e2, latent, w)[0], latent
 
-    def segment_from_features(self, d2: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """Full-resolution segmentation logits from `half_features` (of whole images)."""
-        return F.interpolate(self._segment(d2, latent, None), scale_factor=2, mode="bilinear", align_corners=False)
+    def segment_from_features(self, d2: torch.Tensor, latent: torch.Tensor,
+                              x: torch.Tensor | None = None) -> torch.Tensor:
+        """Full-resolution segmentation logits from `half_features` of whole images ``x``."""
+        return F.interpolate(self._segment(d2, latent, None, x), scale_factor=2, mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor, adapter_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """All outputs for a batch; without ``adapter_weights`` adapters are blended as

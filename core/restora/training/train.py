@@ -43,7 +43,7 @@ from .config import TrainConfig
 from .data import SyntheticBatches, pair_paths, validation_set
 
 PHASES = ("base", "adapters", "heads", "segment", "physics", "light", "blur", "exposure", "fusion")
-SEGMENT_PARTS = ("segment_head.", "segment_film.", "segment_in.", "segment_mid.", "segment_out.")
+SEGMENT_PARTS = ("segment_head.", "segment_film.", "segment_in.", "segment_mid.", "segment_out.", "segment_cues_in.")
 HAZE_PARTS = ("haze_film.", "haze_in.", "haze_mid.", "haze_out.", "airlight_head.")
 LIGHT_PARTS = ("light_film.", "light_in.", "light_mid.", "light_out.", "exposure_head.")
 BLUR_PARTS = ("blur_model.",)
@@ -70,7 +70,7 @@ def segment_losses(model, degraded: torch.Tensor, labels: torch.Tensor) -> dict[
     map, the features frozen (computed without gradient), and the batch's pixel accuracy."""
     with torch.no_grad():
         d2, latent = model.half_features(degraded)
-    logits = model.segment_from_features(d2, latent)
+    logits = model.segment_from_features(d2, latent, degraded)
     loss = F.cross_entropy(logits, labels)
     accuracy = (logits.detach().argmax(1) == labels).float().mean()
     return {"segment": loss, "segment_accuracy": accuracy, "total": loss}
