@@ -36,6 +36,7 @@ import _baselines
 import restora
 from restora.degradations import apply_degradation, degradation_cutmix
 from restora.degradations import blur_kernel as core_blur_kernel
+from restora.engine.engine import PRECISIONS
 from restora.io import list_images as restora_list_images
 from restora.metrics import psnr, ssim
 
@@ -367,7 +368,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="device for Restora (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradations (default: %(default)s)")
     p.add_argument("--weights", default="default", help="Restora weights name or .safetensors path")
-    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="the network's arithmetic (restora.Engine; default: $RESTORA_PRECISION, else auto)")
     p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
     p.add_argument("--ablation", action="store_true",

@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-iterations", type=int, default=3)
     ap.add_argument("--tile-size", type=int, default=512)
     ap.add_argument("--weights", default="default", help="Restora weights name or .safetensors path")
-    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+    from restora.engine.engine import PRECISIONS
+
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="the network's arithmetic (auto: bfloat16 on a CPU with native bfloat16)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)

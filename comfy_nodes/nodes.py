@@ -14,7 +14,7 @@ from comfy_api.latest import ComfyExtension, io, ui
 
 import restora
 from restora import DEGRADATIONS, SEGMENT_CLASSES
-from restora.engine import available_devices
+from restora.engine import PRECISIONS, available_devices
 from restora.engine.engine import DEFAULT_TILE
 
 from .model_handle import DEFAULT, FOLDER, RestoraModel, load_restora_model, weights_choices
@@ -82,7 +82,7 @@ class RestoraLoadModel(io.ComfyNode):
                 io.Int.Input("tile_size", default=DEFAULT_TILE, min=128, max=8192, step=16,
                              tooltip="Largest tile edge in pixels; smaller uses less memory. Halved automatically "
                                      "on an out-of-memory error"),
-                io.Combo.Input("precision", options=["auto", "float32", "bfloat16"], default="auto", optional=True,
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto", optional=True,
                                tooltip="The network's arithmetic: 'auto' is bfloat16 on a CPU with native bfloat16 "
                                        "(about twice as fast), float32 elsewhere"),
             ],

@@ -326,6 +326,7 @@ def cmd_gimp(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .engine.engine import PRECISIONS
 
     ap = argparse.ArgumentParser(prog="restora", description="Blind all-in-one image restoration, assessment and segmentation.")
     ap.add_argument("--version", action="version", version=f"restora {__version__}")
@@ -336,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", default="default", help="weights name or .safetensors path")
         p.add_argument("--in-range", default="dtype", choices=["dtype", "image"],
                        help="map the dtype's full range (default) or the image's min..max to black..white")
-        p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+        p.add_argument("--precision", choices=PRECISIONS, default=None,
                        help="the network's arithmetic: auto (default; $RESTORA_PRECISION if set) is bfloat16 "
                             "on a CPU with native bfloat16, about twice as fast, else float32")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

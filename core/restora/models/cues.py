@@ -71,7 +71,7 @@ def _blockiness(lum: torch.Tensor, dim: int) -> torch.Tensor:
     d = F.avg_pool2d(d, (16, 2) if dim == 3 else (2, 16), stride=(2, 1) if dim == 3 else (1, 2),
                      padding=(8, 0) if dim == 3 else (0, 8), count_include_pad=True)
     d = d[..., : lum.shape[2] // 2, :] if dim == 3 else d[..., : lum.shape[3] // 2]
-    d = F.pad(d, (0, 1, 0, 0) if dim == 3 else (0, 0, 0, 1))  # the (2, 1) pool took one column
+    d = F.pad(d, (0, 1, 0, 0) if dim == 3 else (0, 0, 0, 1))  # the pool's width 2 across took one
     s = _shifted(d, (-16, -8, 0, 8, 16), dim)  # one phase: the differences 8 apart
     s = F.pad(s, (4, 3, 0, 0) if dim == 3 else (0, 0, 4, 3))  # the eight phases around the pixel
     window = (1, 8) if dim == 3 else (8, 1)
