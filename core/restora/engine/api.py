@@ -97,16 +97,18 @@ def _sub_progress(progress: Progress, offset: int, total: int) -> Progress:
     return lambda done, _: progress(offset + done, total)
 
 
-def _run_planes(image, axes, in_range, weights, device, tile_size, progress, op, passes: int = 1,
-                precision: str | None = None):
+def _run_planes(image, axes, in_range, weights, device, tile_size, progress, op,
+                passes: int | Callable[[Engine], int] = 1, precision: str | None = None):
     """Check ``image``, then call ``op(engine, plane, tensor, progress)`` on each plane.
+    ``passes`` is the network passes per plane, or a function of the engine that gives them
+    (they depend on the model's parts).
 
     Returns the checked image, its layout, its (lo, hi) value range and the per-plane results.
     """
     image, layout, lo, hi = _prepare(image, axes, in_range)
     engine = Engine(weights, device, tile_size, precision)
     planes = layout.planes(image)
-    per_plane = engine.tiles_per_pass(*planes.shape[1:3]) * passes
+    per_plane = engine.tiles_per_pass(*planes.shape[1:3]) * (passes(engine) if callable(passes) else passes)
     total = per_plane * len(planes)
     results = [op(engine, plane, _plane_tensor(plane, lo, hi), _sub_progress(progress, i * per_plane, total))
                for i, plane in enumerate(planes)]
@@ -140,6 +142,7 @@ def restore(
     dehaze: bool = True,
     brighten: bool = True,
     deblur: bool = True,
+    dejpeg: bool = True,
 ) -> RestoreResult:
     """Blindly restore an image: remove noise, blur, rain, haze, low light and JPEG artefacts.
 
@@ -193,6 +196,10 @@ def restore(
     deblur : bool
         Where the weights have a blur model and it finds blur, deconvolve the result last by
         the estimated kernel (`restora.engine.deblur`).
+    dejpeg : bool
+        Where the weights have a JPEG model and the image's own coefficients show JPEG's
+        coding (its 8x8 grid and quantisation steps), undo the coding first, in the blocks
+        that show it (`restora.engine.dejpeg`).
 
     Returns
     -------
@@ -204,16 +211,19 @@ def restore(
 
     def op(engine, plane, x, plane_progress):
         r = engine.restore(x, names, max_iterations, strength, target_quality, progress=plane_progress,
-                           refine=refine, dehaze=dehaze, brighten=brighten, deblur=deblur)
+                           refine=refine, dehaze=dehaze, brighten=brighten, deblur=deblur,
+                           dejpeg=dejpeg)
         report = {"quality_before": float(r.quality_before[0]), "quality_after": float(r.quality_after[0]),
                   "degradations": _degradation_dict(r.degradation_probs[0]),
                   "iterations": r.iterations[0], "history": [round(q, 4) for q in r.history[0]],
                   "refined": r.refined[0], "dehazed": r.dehazed[0], "brightened": r.brightened[0],
-                  "deblurred": r.deblurred[0]}
+                  "deblurred": r.deblurred[0], "dejpegged": r.dejpegged[0]}
         return r.image[0].permute(1, 2, 0).numpy(), r.uncertainty[0, 0].numpy().astype(np.float32), report
 
     image, layout, lo, hi, results = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op,
-                                                 Engine.restore_passes(max_iterations, refine, deblur, brighten),
+                                                 lambda e: Engine.restore_passes(
+                                                     max_iterations, refine, deblur, brighten and e.has_exposure_model,
+                                                     dejpeg and e.has_jpeg_model),
                                                  precision)
     outs = []
     for plane, (rest, _, _) in zip(layout.planes(image), results):
@@ -234,6 +244,7 @@ def restore(
         dehazed=any(p["dehazed"] for p in reports),
         brightened=any(p["brightened"] for p in reports),
         deblurred=any(p["deblurred"] for p in reports),
+        dejpegged=any(p["dejpegged"] for p in reports),
         uncertainty=layout.maps(np.stack(uncs)),
         seconds=time.perf_counter() - t0,
         planes=reports if len(reports) > 1 else [],

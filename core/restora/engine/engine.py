@@ -20,9 +20,11 @@ from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from ..degradations import blur_kernel
 from ..models.blur import BANK, WINDOW, least_risk_choice
 from ..models.exposure import MIN_SIZE as EXPOSURE_MIN_SIZE
+from ..models.jpeg import JpegGrid, find_jpeg
 from ..models.quality_fusion import fusion_inputs
 from ..models.restoranet import is_grey
 from .deblur import balance_for, deconvolve
+from .dejpeg import coded_weight, dejpeg
 from .dehaze import dehaze as invert_haze
 from .lowlight import brighten as invert_low_light
 from .refine import refine_noise
@@ -52,6 +54,10 @@ class TensorRestoreResult:
     dehazed: list[bool] = field(default_factory=list)  # whether the haze model's inverse was kept, per image
     brightened: list[bool] = field(default_factory=list)  # whether a low-light gain was applied (exposure or low-light model), per image
     deblurred: list[bool] = field(default_factory=list)  # whether the blur model's deconvolution was applied, per image
+    dejpegged: list[bool] = field(default_factory=list)  # whether the JPEG model undid the coding, per image
+
+
+CODED_BLUR = 0.8  # the blur model's probability to deconvolve a JPEG-coded image (see _restore_one)
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -164,6 +170,35 @@ class Engine:
     def has_exposure_model(self) -> bool:
         """Whether the model estimates a whole image's under-exposure (its exposure model)."""
         return self._has("exposure_model")
+
+    @property
+    def has_jpeg_model(self) -> bool:
+        """Whether the model undoes JPEG's coding (its JPEG model)."""
+        return self._has("jpeg_model")
+
+    def jpeg_estimate(self, x: torch.Tensor) -> JpegGrid | None:
+        """The JPEG coding read from one image's (1, 3, H, W) coefficients (`find_jpeg`: its
+        grid, quantisation steps and IJG quality), None where it shows none or the model has
+        no JPEG model."""
+        if not self.has_jpeg_model:
+            return None
+        return find_jpeg(x.cpu())
+
+    def _dejpeg(self, x: torch.Tensor, grid: JpegGrid) -> tuple[torch.Tensor, float]:
+        """``x`` with its coding undone (`restora.engine.dejpeg`), and the share of it coded."""
+        y = dejpeg(self.model.jpeg_model, x.to(self.device), grid, self.tile_size, self._network)
+        return y, float(coded_weight(x.cpu(), grid).mean())
+
+    @staticmethod
+    def _report_jpeg(probs: torch.Tensor, coded: float | None) -> torch.Tensor:
+        """``probs`` (1, D) with the JPEG entry raised to the share of the image whose
+        coefficients show JPEG's coding, where they show it."""
+        if coded is None:
+            return probs
+        probs = probs.clone()
+        i = DEGRADATIONS.index("jpeg")
+        probs[0, i] = max(float(probs[0, i]), coded)
+        return probs
 
     @torch.no_grad()
     def exposure_estimate(self, x: torch.Tensor) -> tuple[float | None, float | None]:
@@ -394,9 +429,15 @@ class Engine:
         ticker = _Ticker(progress, rgb.shape[0] * self.tiles_per_pass(*rgb.shape[-2:]))
         outs = [self._pass(rgb[i : i + 1], False, ticker) for i in range(rgb.shape[0])]
         quality = torch.tensor([self._fused(o, rgb[i : i + 1]) for i, o in enumerate(outs)])
-        probs = [self._report_exposure(self._report_blur(o["degradation_probs"], rgb[i : i + 1])[0],
-                                       self.exposure_estimate(rgb[i : i + 1])[1]) for i, o in enumerate(outs)]
+        probs = [self._report_jpeg(self._report_exposure(self._report_blur(o["degradation_probs"], rgb[i : i + 1])[0],
+                                                         self.exposure_estimate(rgb[i : i + 1])[1]),
+                                   self._coded_share(rgb[i : i + 1])) for i, o in enumerate(outs)]
         return quality, torch.cat(probs)
+
+    def _coded_share(self, x: torch.Tensor) -> float | None:
+        """The share of one image whose blocks show JPEG's coding; None where none shows."""
+        grid = self.jpeg_estimate(x)
+        return None if grid is None else float(coded_weight(x.cpu(), grid).mean())
 
     def segment(self, x: torch.Tensor, progress: Progress = None) -> torch.Tensor:
         """Per-pixel class probabilities (B, len(SEGMENT_CLASSES), H, W)."""
@@ -418,6 +459,7 @@ class Engine:
         dehaze: bool = True,
         brighten: bool = True,
         deblur: bool = True,
+        dejpeg: bool = True,
     ) -> TensorRestoreResult:
         """Restore, assess, repeat: each round is kept only while the assessed quality improves
         (the first by any amount, later ones by ``margin``), for at most ``max_iterations``.
@@ -445,6 +487,12 @@ class Engine:
         blur model's word: the quality head does not see blur. Grey images (microscopy, most
         often, whose optical blur is part of the picture) are deconvolved only when "blur" is
         among the named ``degradations``.
+
+        With ``dejpeg``, where the model has a JPEG model and the input's own coefficients
+        show JPEG's coding (`restora.models.jpeg.find_jpeg`: the 8x8 grid and the quantisation
+        steps, an exact trace), the coding is undone first, on that trace's word, in the blocks
+        that show it (`restora.engine.dejpeg`), and the rounds restore the result. Grey images
+        too: the trace is the same.
         """
         if int(max_iterations) < 1:
             raise ImageError(f"max_iterations must be at least 1, got {max_iterations}")
@@ -453,30 +501,36 @@ class Engine:
         channels = x.shape[1] if x.ndim == 4 else 0
         rgb = self._to_rgb(x)
         per_pass = self.tiles_per_pass(*rgb.shape[-2:])
-        passes = self.restore_passes(max_iterations, refine, deblur, brighten and self.has_exposure_model)
+        passes = self.restore_passes(max_iterations, refine, deblur, brighten and self.has_exposure_model,
+                                     dejpeg and self.has_jpeg_model)
         ticker = _Ticker(progress, rgb.shape[0] * per_pass * passes)
         results = []
         for i in range(rgb.shape[0]):
             start = ticker.done
             results.append(self._restore_one(rgb[i : i + 1], degradations, int(max_iterations), strength,
-                                             target_quality, margin, ticker, refine, dehaze, brighten, deblur))
+                                             target_quality, margin, ticker, refine, dehaze, brighten, deblur,
+                                             dejpeg))
             ticker.done = start + per_pass * passes  # rounds not run count as done
             if progress is not None:
                 progress(ticker.done, ticker.total)
-        images, uncs, q0s, q1s, degs, iters, hists, refined, dehazed, brightened, deblurred = zip(*results)
+        images, uncs, q0s, q1s, degs, iters, hists, refined, dehazed, brightened, deblurred, dejpegged = zip(*results)
         return TensorRestoreResult(
             image=self._from_rgb(torch.cat(images), channels), uncertainty=torch.cat(uncs),
             quality_before=torch.tensor(q0s), quality_after=torch.tensor(q1s),
             degradation_probs=torch.cat(degs), iterations=list(iters), history=list(hists),
             refined=list(refined), dehazed=list(dehazed), brightened=list(brightened), deblurred=list(deblurred),
+            dejpegged=list(dejpegged),
         )
 
     @staticmethod
-    def restore_passes(max_iterations: int, refine: bool = True, deblur: bool = True, brighten: bool = False) -> int:
+    def restore_passes(max_iterations: int, refine: bool = True, deblur: bool = True, brighten: bool = False,
+                       dejpeg: bool = False) -> int:
         """Network passes a restore may run per image: one per round, one to assess the
-        input, one to assess the refinement, one the deconvolution and, with ``brighten``,
-        one on the input brightened by the exposure model's gain."""
-        return int(max_iterations) + 1 + int(bool(refine)) + int(bool(deblur)) + int(bool(brighten))
+        input, one to assess the refinement, one the deconvolution, with ``brighten`` one on
+        the input brightened by the exposure model's gain and with ``dejpeg`` one on the input
+        with its JPEG coding undone."""
+        return (int(max_iterations) + 1 + int(bool(refine)) + int(bool(deblur)) + int(bool(brighten))
+                + int(bool(dejpeg)))
 
     def _propose(self, cur: torch.Tensor, out: dict, degradations, strength: float) -> torch.Tensor:
         step = out["restored"].clamp(0, 1) - cur
@@ -528,13 +582,23 @@ class Engine:
         return (x + strength * (j - x)).clamp(0, 1)
 
     def _restore_one(self, x, degradations, max_iterations, strength, target_quality, margin, ticker, refine,
-                     dehaze=True, brighten=True, deblur=True):
+                     dehaze=True, brighten=True, deblur=True, dejpeg=True):
         # A grey image stays grey through the rounds (channels averaged), so that it is seen,
         # and its adapters chosen, as grey in every round.
         grey = bool(is_grey(x)[0])
         keep_grey = (lambda t: t.mean(1, keepdim=True).expand_as(t).contiguous()) if grey else (lambda t: t)
         x0, assessed = x, self._pass(x, True, ticker)
         out = first = assessed
+        grid = self.jpeg_estimate(x) if dejpeg and (degradations is None or "jpeg" in degradations) else None
+        coded = None
+        if grid is not None:
+            # First, on the coefficients' word: JPEG is the last thing done to an image, and
+            # its trace (the coefficients on the quantisation steps) is exact where it shows.
+            # The quality head rated the JPEG model's results of JPEG-20 images ... (measured
+            # in the model card); the rounds then restore what came before the coding.
+            j, coded = self._dejpeg(x, grid)
+            x = keep_grey((x + strength * (j - x)).clamp(0, 1))
+            out = first = self._pass(x, True, ticker)
         gain, exposed_p = self.exposure_estimate(x)
         wanted = "low_light" in degradations if degradations is not None else not grey
         found = float(out["degradation_probs"][0, DEGRADATIONS.index("low_light")]) >= 0.5
@@ -555,11 +619,16 @@ class Engine:
             out = first = self._pass(x, True, ticker)
         best, best_q = x, float(out["quality"][0])
         reported_q0 = self._fused(assessed, x0)
-        deg, kernel = self._report_blur(assessed["degradation_probs"], x)
-        deg = self._report_exposure(deg, exposed_p)
+        # Blur is read from the coded input where the coding was undone: the JPEG model's
+        # smoother result looked blurred to the blur model's spectrum (3 of 4 JPEG-20 val/bsds
+        # images, deconvolved: -1.0 dB), and the deconvolution's balance needs the blocks
+        # seen (`balance_for`).
+        blur_source = x0 if coded is not None else x
+        deg, kernel = self._report_blur(assessed["degradation_probs"], blur_source)
+        deg = self._report_jpeg(self._report_exposure(deg, exposed_p), coded)
         # what is reported (the fusion's scores, where the model has one; the loop compares the
         # quality head's)
-        history = [reported_q0, self._fused(out, x)] if exposed else [reported_q0]
+        history = [reported_q0, self._fused(out, x)] if exposed or coded is not None else [reported_q0]
         best_report = history[-1]  # the reported quality of best, fused once
         uncertainty = torch.exp(out["log_error"])
         accepted = 0
@@ -631,14 +700,18 @@ class Engine:
         # held-out W2S fields blurred, rightly, and their 400-frame averages too; deconvolved,
         # those 30 measure 23.94 dB against 24.14).
         wanted = "blur" in degradations if degradations is not None else not grey
-        if (deblur and kernel is not None and wanted
+        # Where JPEG's coding was found, only a surer blur: the coding's lost high frequencies
+        # look like blur to the spectrum (24 train/bsds images: JPEG-20 alone 0.00-0.34,
+        # blurred then JPEG-coded 0.90-1.00; a JPEG-20 val/bsds image at 0.67 lost 1 dB).
+        sure = coded is None or float(deg[0, DEGRADATIONS.index("blur")]) >= CODED_BLUR
+        if (deblur and kernel is not None and wanted and sure
                 and (target_quality is None or best_q < target_quality)):
             # the balance from the input's noise: the rounds remove most of it, but their
             # residual error grows with it, and deconvolution amplifies that too
-            j = deconvolve(best, blur_kernel(kernel), balance_for(kernel["kind"], x))
+            j = deconvolve(best, blur_kernel(kernel), balance_for(kernel["kind"], blur_source))
             best, deblurred = keep_grey((best + strength * (j - best)).clamp(0, 1)), True
             best_out = self._pass(best, False, ticker)
             best_q, best_report = float(best_out["quality"][0]), self._fused(best_out, best)
         return (best, uncertainty, reported_q0, best_report, deg, accepted, history, refined, kept[0],
-                kept[1] or exposed, deblurred)
+                kept[1] or exposed, deblurred, coded is not None)
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
-from ..degradations import DegradedSample, degradation_cutmix, degrade
+from ..degradations import DegradedSample, degradation_cutmix, degrade, jpeg
 from ..io import list_images
 from ..models.blur import nearest_in_bank
 
@@ -163,6 +163,55 @@ class SyntheticBatches:
             flags, gains = zip(*(exposure_target(s) for s in samples))
             batch += (torch.tensor(flags), torch.tensor(gains))
         return batch
+
+
+class JpegBatches:
+    """Endless, seeded batches ``(coded, before, labels, present, quality, offset)`` for the
+    JPEG model: random crops, a quarter of them blurred, hazed or rained on first (what
+    came before the coding stays in the target: the model undoes the coding only), made grey
+    with chance ``grey``, JPEG-coded by Pillow at an IJG quality drawn from ``qualities``
+    (B,), then cropped at a random grid offset (oy, ox) (B, 2) in 0-7, as a cropped JPEG is.
+    ``labels`` and ``present`` say JPEG everywhere."""
+
+    BEFORE = ("blur", "haze", "rain")
+
+    def __init__(self, paths: list[Path], patch: int, batch: int, seed: int, grey: float = 0.0,
+                 qualities: tuple[int, int] = (10, 80), before: float = 0.25) -> None:
+        self.images = [im for im in map(load_rgb, paths) if min(im.shape[1:]) >= patch + 8]
+        if not self.images:
+            raise ValueError(f"no training image is at least {patch + 8}x{patch + 8}")
+        self.patch, self.batch, self.grey, self.qualities, self.before = patch, batch, grey, qualities, before
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor, int, tuple[int, int]]:
+        g, n = self.generator, self.patch + 8
+        im = self.images[int(torch.randint(len(self.images), (), generator=g))]
+        top = int(torch.randint(im.shape[1] - n + 1, (), generator=g))
+        left = int(torch.randint(im.shape[2] - n + 1, (), generator=g))
+        x = torch.rot90(im[:, top : top + n, left : left + n].float() / 255, int(torch.randint(4, (), generator=g)), (1, 2))
+        if torch.rand((), generator=g) < self.before:
+            x = degrade(x, [self.BEFORE[int(torch.randint(len(self.BEFORE), (), generator=g))]], g).degraded
+        if self.grey > 0 and torch.rand((), generator=g) < self.grey:
+            x = x.mean(0, keepdim=True).expand(3, -1, -1)
+        # what the coder saw, in its own 8-bit steps
+        x = torch.round(x.clamp(0, 1) * 255) / 255
+        quality = int(torch.randint(self.qualities[0], self.qualities[1] + 1, (), generator=g))
+        coded = jpeg(x[None], quality)[0]
+        dy, dx = (int(torch.randint(8, (), generator=g)) for _ in range(2))
+        crop = lambda t: t[:, dy : dy + self.patch, dx : dx + self.patch]
+        # the grid of the crop starts where the next block does
+        return crop(coded), crop(x), quality, ((8 - dy) % 8, (8 - dx) % 8)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        coded, before, quality, offset = zip(*(self.sample() for _ in range(self.batch)))
+        coded, before = torch.stack(coded), torch.stack(before)
+        b, _, h, w = coded.shape
+        labels = torch.full((b, h, w), SEGMENT_CLASSES.index("jpeg"), dtype=torch.int64)
+        present = torch.tensor([float(d == "jpeg") for d in DEGRADATIONS]).expand(b, -1)
+        return coded, before, labels, present, torch.tensor(quality), torch.tensor(offset)
 
 
 def blur_target(sample: DegradedSample) -> int:

@@ -15,7 +15,9 @@ alone (``model.blur_model``: which bank kernel blurred the image), from its powe
 which needs no network pass; ``exposure``, the exposure model alone (``model.exposure_model``:
 whether the whole image is under-exposed and by how much), from its brightness quantiles,
 likewise; ``fusion``, the quality fusion alone (``model.quality_fusion``: the reported quality,
-the quality head's corrected from the blur and exposure models). Checkpoints every few hundred steps; ``--resume`` picks up
+the quality head's corrected from the blur and exposure models); ``jpeg``, the JPEG model alone
+(``model.jpeg_model``), on crops JPEG-coded at random qualities and grid offsets
+(`restora.training.data.JpegBatches`), against the image before the coding. Checkpoints every few hundred steps; ``--resume`` picks up
 the last one, ``--init`` starts from shipped weights. Logs are JSON lines beside the checkpoints.
 """
 
@@ -37,18 +39,20 @@ from ..engine.refine import refine_noise
 from ..io import list_images
 from ..metrics import float32, psnr, quality_target
 from ..models import build_model
+from ..models.jpeg import grid_position
 from ..models.quality_fusion import fusion_inputs
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import SyntheticBatches, pair_paths, validation_set
+from .data import JpegBatches, SyntheticBatches, pair_paths, validation_set
 
-PHASES = ("base", "adapters", "heads", "segment", "physics", "light", "blur", "exposure", "fusion")
+PHASES = ("base", "adapters", "heads", "segment", "physics", "light", "blur", "exposure", "fusion", "jpeg")
 SEGMENT_PARTS = ("segment_head.", "segment_film.", "segment_in.", "segment_mid.", "segment_out.", "segment_cues_in.")
 HAZE_PARTS = ("haze_film.", "haze_in.", "haze_mid.", "haze_out.", "airlight_head.")
 LIGHT_PARTS = ("light_film.", "light_in.", "light_mid.", "light_out.", "exposure_head.")
 BLUR_PARTS = ("blur_model.",)
 EXPOSURE_PARTS = ("exposure_model.",)
 FUSION_PARTS = ("quality_fusion.",)
+JPEG_PARTS = ("jpeg_model.",)
 
 
 def adapter_targets(labels: torch.Tensor, adapters: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,6 +152,20 @@ def exposure_losses(model, degraded: torch.Tensor, flag: torch.Tensor, log_gain:
     return {"exposed": bce, "log_gain": l1, "exposure_accuracy": accuracy, "total": bce + 4 * l1}
 
 
+def jpeg_losses(model, degraded: torch.Tensor, before: torch.Tensor, quality: torch.Tensor,
+                offset: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The ``jpeg`` phase's loss: L1 of the JPEG model's restoration of ``degraded`` (B, 3, H,
+    W), coded at IJG ``quality`` (B,) on the grid at ``offset`` (B, 2), against the image
+    before the coding; and, reported, its PSNR gain over the input."""
+    position = torch.cat([grid_position(degraded.shape[-2:], (int(oy), int(ox)), device=degraded.device)
+                          for oy, ox in offset.tolist()])
+    restored = model.jpeg_model(degraded, position, quality)
+    l1 = F.l1_loss(restored, before)
+    with torch.no_grad():
+        gain = float32(psnr)(restored.clamp(0, 1), before).mean() - float32(psnr)(degraded, before).mean()
+    return {"jpeg_l1": l1, "jpeg_gain_db": gain, "total": l1}
+
+
 def fusion_losses(model, degraded: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
     """The ``fusion`` phase's loss, everything else frozen: squared error of the fused quality
     against the full-reference quality target, beside the quality head's own (``head``, for
@@ -180,6 +198,10 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
         return blur_losses(model, degraded, physics[0])
     if phase == "fusion":
         return fusion_losses(model, degraded, clean)
+    if phase == "jpeg":
+        if len(physics) != 2:
+            raise ValueError("the jpeg phase needs the coding's quality and grid (JpegBatches)")
+        return jpeg_losses(model, degraded, clean, *physics)
     if phase == "exposure":
         if len(physics) != 2:
             raise ValueError("the exposure phase needs the exposure targets (SyntheticBatches(exposure=True))")
@@ -263,7 +285,7 @@ def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[
     prefixes = {"base": ("",), "adapters": ("adapters.",),
                 "heads": ("estimator.", "quality_head.") + SEGMENT_PARTS, "segment": SEGMENT_PARTS,
                 "physics": HAZE_PARTS, "light": LIGHT_PARTS, "blur": BLUR_PARTS,
-                "exposure": EXPOSURE_PARTS, "fusion": FUSION_PARTS}[phase]
+                "exposure": EXPOSURE_PARTS, "fusion": FUSION_PARTS, "jpeg": JPEG_PARTS}[phase]
     if phase == "physics" and not getattr(model.config, "haze_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with a haze model (config model.haze_model)")
     if phase == "light" and not getattr(model.config, "light_model", 0):
@@ -272,6 +294,8 @@ def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[
         raise ValueError(f"phase {phase!r} needs a model with a blur model (config model.blur_model)")
     if phase == "fusion" and not getattr(model.config, "quality_fusion", 0):
         raise ValueError(f"phase {phase!r} needs a model with a quality fusion (config model.quality_fusion)")
+    if phase == "jpeg" and not getattr(model.config, "jpeg_model", 0):
+        raise ValueError(f"phase {phase!r} needs a model with a JPEG model (config model.jpeg_model)")
     if phase == "exposure" and not getattr(model.config, "exposure_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with an exposure model (config model.exposure_model)")
     params = []
@@ -329,7 +353,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         from ..engine.weights import load_state
 
         result = model.load_state_dict(load_state(init)[1], strict=False)
-        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS + BLUR_PARTS + EXPOSURE_PARTS + FUSION_PARTS  # parts a phase adds
+        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS + BLUR_PARTS + EXPOSURE_PARTS + FUSION_PARTS + JPEG_PARTS  # parts a phase adds
         grown = residual_blocks_added(model, result.missing_keys)
         missing = [k for k in result.missing_keys if not k.startswith(new + grown)]
         if missing or result.unexpected_keys:
@@ -340,9 +364,12 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
     if config.max_images:
         paths = paths[: config.max_images]
     pairs = [pair for d in config.pair_dirs for pair in pair_paths(data_root / d, config.pair_holdout)]
-    batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step, pairs, config.grey,
-                               physics=config.phase in ("physics", "light"), blur=config.phase == "blur",
-                               exposure=config.phase == "exposure")
+    if config.phase == "jpeg":
+        batches = JpegBatches(paths, config.patch, config.batch, config.seed + step, config.grey)
+    else:
+        batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step, pairs, config.grey,
+                                   physics=config.phase in ("physics", "light"), blur=config.phase == "blur",
+                                   exposure=config.phase == "exposure")
     val_noisy, val_clean = validation_set(data_root / config.val_dir, config.val_images)
     val_noisy, val_clean = val_noisy.to(device), val_clean.to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
