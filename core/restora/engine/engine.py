@@ -593,9 +593,9 @@ class Engine:
         coded = None
         if grid is not None:
             # First, on the coefficients' word: JPEG is the last thing done to an image, and
-            # its trace (the coefficients on the quantisation steps) is exact where it shows.
-            # The quality head rated the JPEG model's results of JPEG-20 images ... (measured
-            # in the model card); the rounds then restore what came before the coding.
+            # its trace (the coefficients on the quantisation steps) is exact where it shows
+            # (found in no image without JPEG, `benchmarks/jpeg.py`); the rounds then restore
+            # what came before the coding.
             j, coded = self._dejpeg(x, grid)
             x = keep_grey((x + strength * (j - x)).clamp(0, 1))
             out = first = self._pass(x, True, ticker)
