@@ -60,6 +60,17 @@ class TensorRestoreResult:
 CODED_BLUR = 0.8  # the blur model's probability to deconvolve a JPEG-coded image (see _restore_one)
 
 
+def _raised(probs: torch.Tensor, name: str, p: float | None) -> torch.Tensor:
+    """``probs`` (1, D) with degradation ``name``'s entry raised to ``p`` (a copy), where
+    ``p`` is not None."""
+    if p is None:
+        return probs
+    probs = probs.clone()
+    i = DEGRADATIONS.index(name)
+    probs[0, i] = max(float(probs[0, i]), p)
+    return probs
+
+
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` is a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX tiles).
     Elsewhere bfloat16 convolutions are emulated and slower than float32."""
@@ -193,12 +204,7 @@ class Engine:
     def _report_jpeg(probs: torch.Tensor, coded: float | None) -> torch.Tensor:
         """``probs`` (1, D) with the JPEG entry raised to the share of the image whose
         coefficients show JPEG's coding, where they show it."""
-        if coded is None:
-            return probs
-        probs = probs.clone()
-        i = DEGRADATIONS.index("jpeg")
-        probs[0, i] = max(float(probs[0, i]), coded)
-        return probs
+        return _raised(probs, "jpeg", coded)
 
     @torch.no_grad()
     def exposure_estimate(self, x: torch.Tensor) -> tuple[float | None, float | None]:
@@ -252,12 +258,7 @@ class Engine:
         """``probs`` (1, D) with the low-light entry raised to the exposure model's probability
         that the whole image is under-exposed, where it has one: the quality head finds low
         light by its noise, the exposure model by its darkness."""
-        if exposed is None:
-            return probs
-        probs = probs.clone()
-        i = DEGRADATIONS.index("low_light")
-        probs[0, i] = max(float(probs[0, i]), exposed)
-        return probs
+        return _raised(probs, "low_light", exposed)
 
     # -- one pass of the network over a whole image, tile by tile ---------------------------
     def _pass(self, x: torch.Tensor, decode: bool, ticker: _Ticker) -> dict[str, torch.Tensor]:
