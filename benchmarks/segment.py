@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--weights", default="default", help="Restora weights name or .safetensors path")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--confusion", action="store_true", help="also print where each class's pixels went")
     return p.parse_args(argv)
 
 
@@ -116,6 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Degradation segmentation on {n} CutMix composites of {len(paths)} images")
     print(format_rows(["class", "share", "recall", "precision", "IoU"], rows, args.markdown))
     print(f"pixel accuracy {acc:.3f}   mean IoU {miou:.3f}")
+    if args.confusion:
+        share = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+        rows = [[SEGMENT_CLASSES[i]] + [f"{v:.2f}" for v in share[i]] for i in range(k) if conf[i].sum()]
+        print("\nShare of each true class's pixels (rows) given each label (columns)")
+        print(format_rows(["true \\ labelled"] + list(SEGMENT_CLASSES), rows, args.markdown))
 
 
 if __name__ == "__main__":

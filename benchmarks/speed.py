@@ -7,7 +7,8 @@ of the network over the image (restoration + quality + segmentation heads, tiled
 restore runs up to ``--max-iterations`` rounds plus a final assessment, then (where it found
 noise) the second stage: the Wiener refinement, timed alone as "refine s", and its assessment;
 "deblur s" times the blur model's estimate and a deconvolution by a 15 px motion kernel (where
-the weights have a blur model), the last step where blur is found. ``--precision`` sets the
+the weights have a blur model), the last step where blur is found; "rain s" the rain model's
+layer and streaks (where the weights have one), run once per restore, before the rounds. ``--precision`` sets the
 network's arithmetic (`restora.Engine`); the table says which one ran.
 """
 
@@ -69,12 +70,20 @@ def _measure(size: int, device: str, threads: int, repeats: int, max_iterations:
         if engine.device.type == "cuda":
             torch.cuda.synchronize()
         deblur.append(time.perf_counter() - t)
+    derain = []
+    for _ in range(repeats if engine.has_rain_model else 0):
+        t = time.perf_counter()
+        engine.rain_estimate(x)
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
+        derain.append(time.perf_counter() - t)
     peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     if engine.device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     queue.put({"size": size, "mp": size * size / 1e6, "round_s": min(times), "restore_s": restore_s,
                "rounds": r.iterations[0], "refine_s": min(refine),
-               "deblur_s": min(deblur) if deblur else float("nan"), "tiles": engine.tiles_per_pass(size, size), "peak_mb": peak_mb,
+               "deblur_s": min(deblur) if deblur else float("nan"),
+               "rain_s": min(derain) if derain else float("nan"), "tiles": engine.tiles_per_pass(size, size), "peak_mb": peak_mb,
                "device": str(engine.device), "threads": torch.get_num_threads(),
                "precision": engine.precision})
 
@@ -106,10 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'size':>11} {'MP':>6} {'tiles':>5} {'s/round':>8} {'s/MP/round':>10} {'restore s':>9} {'rounds':>6} {'refine s':>8} {'deblur s':>8} {'peak MB':>8}  device (threads, precision)")
+    print(f"{'size':>11} {'MP':>6} {'tiles':>5} {'s/round':>8} {'s/MP/round':>10} {'restore s':>9} {'rounds':>6} {'refine s':>8} {'deblur s':>8} {'rain s':>8} {'peak MB':>8}  device (threads, precision)")
     for r in rows:
         print(f"{r['size']:>5}x{r['size']:<5} {r['mp']:6.2f} {r['tiles']:5d} {r['round_s']:8.2f} {r['round_s'] / r['mp']:10.2f} "
-              f"{r['restore_s']:9.2f} {r['rounds']:6d} {r['refine_s']:8.2f} {r['deblur_s']:8.2f} {r['peak_mb']:8.0f}  {r['device']} ({r['threads']}, {r['precision']})")
+              f"{r['restore_s']:9.2f} {r['rounds']:6d} {r['refine_s']:8.2f} {r['deblur_s']:8.2f} {r['rain_s']:8.2f} {r['peak_mb']:8.0f}  {r['device']} ({r['threads']}, {r['precision']})")
 
 
 if __name__ == "__main__":

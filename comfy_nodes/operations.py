@@ -95,7 +95,8 @@ def restore_images(engine, image: torch.Tensor, mode: str = "auto", degradations
     n = x.shape[0]
     lines = [f"{_label(i, n)}degradations: {_found(r.degradation_probs[i])}; quality "
              f"{float(r.quality_before[i]):.3f} -> {float(r.quality_after[i]):.3f}; iterations {r.iterations[i]}"
-             f"{' + JPEG model' if r.dejpegged[i] else ''}{' + refinement' if r.refined[i] else ''}"
+             f"{' + JPEG model' if r.dejpegged[i] else ''}{' + rain model' if r.derained[i] else ''}"
+             f"{' + refinement' if r.refined[i] else ''}"
              f"{' + deblurring' if r.deblurred[i] else ''}"
              for i in range(n)]
     lines.append(f"Restora {engine.weights.name} on {engine.device} ({engine.precision}): {seconds:.2f} s")

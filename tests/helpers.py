@@ -112,3 +112,15 @@ def psnr_of(a, b) -> float:
     from restora.metrics import psnr
 
     return float(psnr(a, b)[0])
+
+
+def default_engine_with(part: str):
+    """The default weights' engine on the CPU, the test skipped where the weights lack
+    ``part`` (``Engine.has_<part>``, e.g. "rain_model")."""
+    import pytest
+    from restora.engine.engine import Engine
+
+    engine = Engine(device="cpu")
+    if not getattr(engine, "has_" + part):
+        pytest.skip(f"the default weights have no {part.replace('_', ' ')}")
+    return engine

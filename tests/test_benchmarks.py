@@ -151,3 +151,24 @@ def test_exposure_random_dark_draws_its_noise_range_and_true_gain():
     assert np.abs(img.astype(float) * gain - 200).max() < 2 * gain + 1
     noisy, _ = exposure.random_dark(clean, (-3.0, -2.5), (), seed=3)
     assert noisy.std() > img.std() + 1
+
+
+def test_rain_conditions_hold_their_true_layer_and_the_image_before():
+    import rain
+
+    rng = np.random.default_rng(0)
+    clean = (rng.random((96, 128, 3)) * 200).astype(np.uint8)
+    for name, layers, box, sigma, before in rain.CONDITIONS:
+        y, ref, layer = rain.rained(clean, layers, box, sigma, before, seed=7)
+        assert y.dtype == np.uint8 and y.shape == clean.shape and layer.shape == (1, 1, 96, 128)
+        x = rain._tensor(y)
+        if before is None:  # the image before the rain is the clean one
+            np.testing.assert_array_equal(rain._tensor(clean).numpy(), ref.numpy())
+        assert float(layer.max()) > 0.02
+        if not sigma:  # rain only brightens
+            assert bool((x >= ref - 1 / 255 - 1e-6).all())
+        if box:  # and only inside its box
+            on = (layer[0, 0] > 0).numpy()
+            rows, cols = np.nonzero(on)
+            assert on[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].mean() > 0.01
+            assert on.mean() < 0.6

@@ -7,7 +7,7 @@ import pytest
 import restora
 import torch
 from conftest import DATA
-from helpers import phase_model, psnr_of, sample_batch, train_on_batch, train_photo
+from helpers import default_engine_with, phase_model, psnr_of, sample_batch, train_on_batch, train_photo
 from restora.degradations import (
     blur,
     blur_kernel,
@@ -162,12 +162,7 @@ def test_the_engine_deconvolves_last_where_blur_is_found(monkeypatch):
 
 @pytest.fixture(scope="module")
 def shipped_engine():
-    from restora.engine.engine import Engine
-
-    engine = Engine(device="cpu")
-    if not engine.has_blur_model:
-        pytest.skip("the default weights have no blur model")
-    return engine
+    return default_engine_with("blur_model")
 
 
 @pytest.mark.parametrize("params", [{"kind": "gaussian", "sigma": 2.0}, {"kind": "defocus", "radius": 3.0}])

@@ -9,7 +9,7 @@ import pytest
 import restora
 import torch
 from conftest import DATA
-from helpers import phase_model, psnr_of, sample_batch, train_on_batch, train_photo
+from helpers import default_engine_with, phase_model, psnr_of, sample_batch, train_on_batch, train_photo
 from restora.degradations import (
     apply_degradation,
     degradation_cutmix,
@@ -121,12 +121,7 @@ def test_the_engine_brightens_first_where_the_whole_image_is_dark(monkeypatch):
 
 @pytest.fixture(scope="module")
 def shipped_engine():
-    from restora.engine.engine import Engine
-
-    engine = Engine(device="cpu")
-    if not engine.has_exposure_model:
-        pytest.skip("the default weights have no exposure model")
-    return engine
+    return default_engine_with("exposure_model")
 
 
 @pytest.mark.parametrize("index", [3, 5])

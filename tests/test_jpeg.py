@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import phase_model, psnr_of
+from helpers import default_engine_with, phase_model, psnr_of
 from PIL import Image
 from restora.engine.dejpeg import coded_weight, dejpeg
 from restora.models.jpeg import (
@@ -182,12 +182,7 @@ def test_jpeg_phase_learns_to_undo_the_coding_and_nothing_else():
 
 @pytest.fixture(scope="module")
 def shipped_engine():
-    from restora.engine.engine import Engine
-
-    engine = Engine(device="cpu")
-    if not engine.has_jpeg_model:
-        pytest.skip("the default weights have no JPEG model")
-    return engine
+    return default_engine_with("jpeg_model")
 
 
 def test_the_shipped_model_undoes_jpeg_first(shipped_engine):

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 import torch
-from helpers import phase_model, sample_batch, train_photo
+from helpers import default_engine_with, phase_model, sample_batch, train_photo
 from restora.degradations import degrade
 from restora.metrics import quality_target
 from restora.models.blur import BANK, bank_spreads
@@ -76,12 +76,7 @@ def test_fusion_phase_learns_the_quality_and_nothing_else():
 
 @pytest.fixture(scope="module")
 def shipped_engine():
-    from restora.engine.engine import Engine
-
-    engine = Engine(device="cpu")
-    if not engine.has_quality_fusion:
-        pytest.skip("the default weights have no quality fusion")
-    return engine
+    return default_engine_with("quality_fusion")
 
 
 def test_the_shipped_fusion_ranks_blurred_and_dark_images_below_clean_ones(shipped_engine):

@@ -115,7 +115,7 @@ def _restore_options(args: argparse.Namespace, label: str) -> dict:
     return {"progress": ProgressBar(label, None if not args.quiet else False), "strength": args.strength,
             "in_range": args.in_range, "tile_size": args.tile_size, "weights": args.weights,
             "precision": args.precision, "refine": not args.no_refine, "dehaze": not args.no_dehaze, "brighten": not args.no_brighten,
-            "deblur": not args.no_deblur, "dejpeg": not args.no_dejpeg}
+            "deblur": not args.no_deblur, "dejpeg": not args.no_dejpeg, "derain": not args.no_derain}
 
 
 def _restore_layer(image, args, label: str):
@@ -160,7 +160,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             reports[key] = {"degradations": r.degradations, "quality_before": round(r.quality_before, 4),
                             "quality_after": round(r.quality_after, 4), "iterations": r.iterations,
                             "refined": r.refined, "dehazed": r.dehazed, "brightened": r.brightened,
-                            "deblurred": r.deblurred, "dejpegged": r.dejpegged}
+                            "deblurred": r.deblurred, "dejpegged": r.dejpegged, "derained": r.derained}
             if args.xcf_format != "ora":
                 img = restored[..., 0] if restored.shape[2] == 1 else restored
                 if img.ndim == 3 and img.shape[2] == 2:
@@ -189,7 +189,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                               "quality_before": round(r.quality_before, 4), "quality_after": round(r.quality_after, 4),
                               "iterations": r.iterations, "history": r.history, "refined": r.refined,
                               "dehazed": r.dehazed, "brightened": r.brightened, "deblurred": r.deblurred,
-                              "dejpegged": r.dejpegged, "seconds": round(r.seconds, 3)}
+                              "dejpegged": r.dejpegged, "derained": r.derained, "seconds": round(r.seconds, 3)}
         if not args.json:
             print(f"{path} -> {out}: {r.report()}")
 
@@ -357,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not deconvolve by the blur model's kernel where it finds blur")
     p.add_argument("--no-dejpeg", action="store_true",
                    help="do not undo JPEG's coding first where the image's coefficients show it")
+    p.add_argument("--no-derain", action="store_true",
+                   help="do not take out the rain model's streak layer where it finds rain")
     p.add_argument("--strength", type=float, default=1.0)
     p.add_argument("--tile-size", type=int, default=512)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")

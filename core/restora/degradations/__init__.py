@@ -4,7 +4,7 @@ Every function works on float tensors in [0, 1] laid out (B, C, H, W) unless it 
 and takes an explicit ``torch.Generator`` so that a seed reproduces a sample exactly.
 """
 
-from ._atmosphere import haze, rain, smooth_field, transmission
+from ._atmosphere import haze, rain, rain_layer, screen, smooth_field, transmission, unscreen
 from ._blur import blur, blur_kernel, defocus_kernel, gaussian_kernel, motion_kernel
 from ._jpeg import jpeg
 from ._light import low_light
@@ -34,8 +34,11 @@ __all__ = [
     "motion_kernel",
     "poisson_gaussian_noise",
     "rain",
+    "rain_layer",
     "random_box",
     "sample_params",
+    "screen",
     "smooth_field",
     "transmission",
+    "unscreen",
 ]

@@ -40,6 +40,34 @@ def haze(
     return x * t + airlight * (1 - t)
 
 
+def rain_layer(
+    shape: tuple[int, int, int],
+    density: float,
+    length: float,
+    angle: float,
+    intensity: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One layer of rain streaks ``R`` (B, 1, H, W) in [0, 1] for a (B, H, W) ``shape``: sparse
+    drops smeared along ``angle`` by ``length`` pixels, scaled by ``intensity``."""
+    b, h, w = shape
+    drops = (torch.rand((b, 1, h, w), generator=generator) < density).float()
+    drops = drops * (0.5 + 0.5 * torch.rand((b, 1, h, w), generator=generator))
+    streaks = blur(drops, motion_kernel(length, angle)) * length
+    return (streaks * intensity).clamp(0, 1)
+
+
+def screen(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``1 - (1 - J)(1 - R)``: streaks ``r`` screen-blended onto ``x``, as real rain brightens."""
+    return 1 - (1 - x) * (1 - r.to(x))
+
+
+def unscreen(y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The inverse of `screen`: ``J = 1 - (1 - I) / (1 - R)`` (``1 - R`` at least 1/255: a
+    layer of 1 leaves nothing of the scene to recover)."""
+    return 1 - (1 - y) / (1 - r.to(y)).clamp(min=1 / 255)
+
+
 def rain(
     x: torch.Tensor,
     density: float,
@@ -48,13 +76,6 @@ def rain(
     intensity: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Add one layer of rain streaks: sparse drops smeared along ``angle`` by ``length`` pixels.
-
-    Streaks are screen-blended (``1 - (1 - J)(1 - R)``), so they brighten as real rain does.
-    """
+    """Add one layer of rain streaks (`rain_layer`), screen-blended (`screen`)."""
     b, _, h, w = x.shape
-    drops = (torch.rand((b, 1, h, w), generator=generator) < density).float()
-    drops = drops * (0.5 + 0.5 * torch.rand((b, 1, h, w), generator=generator))
-    streaks = blur(drops, motion_kernel(length, angle)) * length
-    r = (streaks * intensity).clamp(0, 1).to(x)
-    return 1 - (1 - x) * (1 - r)
+    return screen(x, rain_layer((b, h, w), density, length, angle, intensity, generator))

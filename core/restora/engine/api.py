@@ -143,6 +143,7 @@ def restore(
     brighten: bool = True,
     deblur: bool = True,
     dejpeg: bool = True,
+    derain: bool = True,
 ) -> RestoreResult:
     """Blindly restore an image: remove noise, blur, rain, haze, low light and JPEG artefacts.
 
@@ -200,6 +201,10 @@ def restore(
         Where the weights have a JPEG model and the image's own coefficients show JPEG's
         coding (its 8x8 grid and quantisation steps), undo the coding first, in the blocks
         that show it (`restora.engine.dejpeg`).
+    derain : bool
+        Where the weights have a rain model and it finds rain streaks, take its rain layer
+        out next, by the screen blend's exact inverse (`restora.engine.derain`); grey images
+        only with rain named.
 
     Returns
     -------
@@ -212,18 +217,18 @@ def restore(
     def op(engine, plane, x, plane_progress):
         r = engine.restore(x, names, max_iterations, strength, target_quality, progress=plane_progress,
                            refine=refine, dehaze=dehaze, brighten=brighten, deblur=deblur,
-                           dejpeg=dejpeg)
+                           dejpeg=dejpeg, derain=derain)
         report = {"quality_before": float(r.quality_before[0]), "quality_after": float(r.quality_after[0]),
                   "degradations": _degradation_dict(r.degradation_probs[0]),
                   "iterations": r.iterations[0], "history": [round(q, 4) for q in r.history[0]],
                   "refined": r.refined[0], "dehazed": r.dehazed[0], "brightened": r.brightened[0],
-                  "deblurred": r.deblurred[0], "dejpegged": r.dejpegged[0]}
+                  "deblurred": r.deblurred[0], "dejpegged": r.dejpegged[0], "derained": r.derained[0]}
         return r.image[0].permute(1, 2, 0).numpy(), r.uncertainty[0, 0].numpy().astype(np.float32), report
 
     image, layout, lo, hi, results = _run_planes(image, axes, in_range, weights, device, tile_size, progress, op,
                                                  lambda e: Engine.restore_passes(
                                                      max_iterations, refine, deblur, brighten and e.has_exposure_model,
-                                                     dejpeg and e.has_jpeg_model),
+                                                     dejpeg and e.has_jpeg_model, derain and e.has_rain_model),
                                                  precision)
     outs = []
     for plane, (rest, _, _) in zip(layout.planes(image), results):
@@ -245,6 +250,7 @@ def restore(
         brightened=any(p["brightened"] for p in reports),
         deblurred=any(p["deblurred"] for p in reports),
         dejpegged=any(p["dejpegged"] for p in reports),
+        derained=any(p["derained"] for p in reports),
         uncertainty=layout.maps(np.stack(uncs)),
         seconds=time.perf_counter() - t0,
         planes=reports if len(reports) > 1 else [],

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.jpeg import BLOCK, JpegGrid, consistency_parts, grid_position, project
-from .tiling import plan_tiles
+from .tiling import run_tiled
 
 __all__ = ["coded_weight", "dejpeg"]
 
@@ -53,24 +53,14 @@ def dejpeg(model, x: torch.Tensor, grid: JpegGrid, tile_size: int = 512, autocas
     of at most ``tile_size`` with its receptive radius of context; with ``constrain``, projected
     onto the quantisation constraint; with ``blend``, kept only where the blocks were coded
     (`coded_weight`)."""
-    h, w = x.shape[-2:]
-    m = model.multiple_of
-    pad_h, pad_w = (-h) % m, (-w) % m
-    xp = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
-    context = model.receptive_radius + m
-    out = torch.zeros_like(xp)
-    weight_sum = torch.zeros_like(xp[:, :1])
     quality = torch.tensor([grid.quality], device=x.device)
-    with torch.no_grad():
-        for t in plan_tiles(xp.shape[-2], xp.shape[-1], tile_size, context, multiple=m):
-            tile = xp[:, :, t.ys, t.xs]
-            pos = grid_position(tile.shape[-2:], grid.offset, (t.ys.start, t.xs.start), device=x.device)
-            with autocast():
-                y = model(tile, pos, quality)
-            wt = t.weight.to(x)[None, None]
-            out[:, :, t.ys, t.xs] += y.float() * wt
-            weight_sum[:, :, t.ys, t.xs] += wt
-    y = (out / weight_sum.clamp(min=1e-8))[:, :, :h, :w].clamp(0, 1)
+
+    def restore(tile: torch.Tensor, t) -> torch.Tensor:
+        pos = grid_position(tile.shape[-2:], grid.offset, (t.ys.start, t.xs.start), device=x.device)
+        return model(tile, pos, quality)
+
+    m = model.multiple_of
+    y = run_tiled(restore, x, tile_size, model.receptive_radius + m, m, autocast=autocast).clamp(0, 1)
     if constrain:
         y = project(y, x, grid)
     if not blend:

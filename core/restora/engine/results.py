@@ -31,6 +31,7 @@ class RestoreResult:
     brightened: bool = False  # a low-light gain was applied (the exposure model's, or the low-light model's as a round), in any plane
     deblurred: bool = False  # the result was deconvolved by the blur model's kernel, in any plane
     dejpegged: bool = False  # the JPEG model undid the input's JPEG coding first, in any plane
+    derained: bool = False  # the rain model's layer was taken out, in any plane
 
     def report(self) -> str:
         """A one-line summary for people."""
@@ -42,8 +43,8 @@ class RestoreResult:
 
     def _physical(self) -> str:
         """Which physical models' inverses were kept, for the report."""
-        models = [m for m, kept in (("JPEG", self.dejpegged), ("haze", self.dehazed), ("low-light", self.brightened))
-                  if kept]
+        models = [m for m, kept in (("JPEG", self.dejpegged), ("rain", self.derained), ("haze", self.dehazed),
+                                    ("low-light", self.brightened)) if kept]
         return f" (one by the {' and '.join(models)} model{'s' if len(models) > 1 else ''})" if models else ""
 
 

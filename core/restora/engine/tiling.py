@@ -71,3 +71,29 @@ def plan_tiles(
         for wx in windows_1d(width, tile, context, blend, multiple):
             tiles.append(Tile(slice(wy.start, wy.stop), slice(wx.start, wx.stop), wy.weight[:, None] * wx.weight[None, :]))
     return tiles
+
+
+def run_tiled(fn, x: torch.Tensor, tile: int, context: int, multiple: int = 1, channels: int | None = None,
+              autocast=None) -> torch.Tensor:
+    """``fn(tile_image, tile)`` applied to (1, C, H, W) ``x`` in blended tiles of at most
+    ``tile`` pixels with ``context`` pixels around each (at least ``fn``'s receptive radius, so
+    the result is the whole image's), padded by replication to a multiple of ``multiple``;
+    ``fn`` returns (1, ``channels`` or C, h, w) for its tile. Without gradients, float32 out;
+    ``autocast``, a context-manager factory, wraps each call."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    xp = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+    c = x.shape[1] if channels is None else channels
+    out = xp.new_zeros((1, c) + xp.shape[-2:], dtype=torch.float32)
+    weight_sum = xp.new_zeros((1, 1) + xp.shape[-2:], dtype=torch.float32)
+    with torch.no_grad():
+        for t in plan_tiles(xp.shape[-2], xp.shape[-1], tile, context, multiple=multiple):
+            if autocast is None:
+                y = fn(xp[:, :, t.ys, t.xs], t)
+            else:
+                with autocast():
+                    y = fn(xp[:, :, t.ys, t.xs], t)
+            wt = t.weight.to(out)[None, None]
+            out[:, :, t.ys, t.xs] += y.float() * wt
+            weight_sum[:, :, t.ys, t.xs] += wt
+    return (out / weight_sum.clamp(min=1e-8))[:, :, :h, :w]

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import ResBlock
+
 BLOCK = 8
 # IJG's standard luminance table (JPEG standard, Annex K), in natural (row-major) order.
 LUMA_TABLE = (
@@ -303,16 +305,6 @@ def quality_code(quality: torch.Tensor) -> torch.Tensor:
     return torch.log(scale)[:, None]
 
 
-class _Block(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
-        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.silu(self.conv1(x)))
-
-
 class JpegModel(nn.Module):
     """The restoration of a decoded JPEG: a residual network at half resolution (space to
     depth, ``blocks`` residual blocks of ``width``, depth to space) reading the image and its
@@ -326,7 +318,7 @@ class JpegModel(nn.Module):
         super().__init__()
         self.inp = nn.Conv2d(4 * 7, width, 3, padding=1)
         self.film = nn.Sequential(nn.Linear(1, 32), nn.SiLU(), nn.Linear(32, 2 * width))
-        self.body = nn.Sequential(*[_Block(width) for _ in range(num_blocks)])
+        self.body = nn.Sequential(*[ResBlock(width) for _ in range(num_blocks)])
         self.out = nn.Conv2d(width, 4 * 3, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)

@@ -12,9 +12,11 @@ import torch
 from PIL import Image
 
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
-from ..degradations import DegradedSample, degradation_cutmix, degrade, jpeg
+from ..degradations import (DegradedSample, degradation_cutmix, degrade, jpeg, rain_layer, random_box,
+                            sample_params, screen, unscreen)
 from ..io import list_images
 from ..models.blur import nearest_in_bank
+from ..models.rain import STREAK
 
 
 def load_rgb(path: Path) -> torch.Tensor:
@@ -165,6 +167,16 @@ class SyntheticBatches:
         return batch
 
 
+def random_crop(images: list[torch.Tensor], n: int, generator: torch.Generator) -> torch.Tensor:
+    """An (3, n, n) float crop in [0, 1] of one of the uint8 ``images``, turned by a random
+    multiple of 90 degrees."""
+    g = generator
+    im = images[int(torch.randint(len(images), (), generator=g))]
+    top = int(torch.randint(im.shape[1] - n + 1, (), generator=g))
+    left = int(torch.randint(im.shape[2] - n + 1, (), generator=g))
+    return torch.rot90(im[:, top : top + n, left : left + n].float() / 255, int(torch.randint(4, (), generator=g)), (1, 2))
+
+
 class JpegBatches:
     """Endless, seeded batches ``(coded, before, labels, present, quality, offset)`` for the
     JPEG model: random crops, a quarter of them blurred, hazed or rained on first (what
@@ -185,10 +197,7 @@ class JpegBatches:
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor, int, tuple[int, int]]:
         g, n = self.generator, self.patch + 8
-        im = self.images[int(torch.randint(len(self.images), (), generator=g))]
-        top = int(torch.randint(im.shape[1] - n + 1, (), generator=g))
-        left = int(torch.randint(im.shape[2] - n + 1, (), generator=g))
-        x = torch.rot90(im[:, top : top + n, left : left + n].float() / 255, int(torch.randint(4, (), generator=g)), (1, 2))
+        x = random_crop(self.images, n, g)
         if torch.rand((), generator=g) < self.before:
             x = degrade(x, [self.BEFORE[int(torch.randint(len(self.BEFORE), (), generator=g))]], g).degraded
         if self.grey > 0 and torch.rand((), generator=g) < self.grey:
@@ -212,6 +221,76 @@ class JpegBatches:
         labels = torch.full((b, h, w), SEGMENT_CLASSES.index("jpeg"), dtype=torch.int64)
         present = torch.tensor([float(d == "jpeg") for d in DEGRADATIONS]).expand(b, -1)
         return coded, before, labels, present, torch.tensor(quality), torch.tensor(offset)
+
+
+class RainBatches:
+    """Endless, seeded batches ``(rainy, target, labels, present, layer)`` for the rain model:
+    random crops, a fifth of them blurred, hazed or darkened first (kept in the target: the
+    model removes the rain only), made grey with chance ``grey``; a share ``rainy`` of them
+    rained on by the synthesis's streaks (`restora.degradations.rain_layer`, its training
+    parameters), a third of those by two layers at different angles, a fifth only inside a
+    CutMix box; the rest left without rain, half of them degraded otherwise (noise, blur,
+    haze, low light, JPEG: texture and artefacts that are not rain, which the model must
+    leave). A quarter of the rainy crops get Gaussian noise after the rain (a camera's), then
+    every crop is rounded to 8 bits. ``layer`` (B, 1, H, W) is the true rain layer (0 without
+    rain) and ``target`` the screen blend's inverse of ``rainy`` by it (the image before the
+    rain, with the noise that came after); ``labels`` say rain where the layer has a streak
+    (`restora.models.rain.STREAK`)."""
+
+    BEFORE = ("blur", "haze", "low_light")
+    OTHERS = ("noise", "blur", "haze", "low_light", "jpeg")
+
+    def __init__(self, paths: list[Path], patch: int, batch: int, seed: int, grey: float = 0.0,
+                 rainy: float = 0.65, before: float = 0.2, noise_after: float = 0.25) -> None:
+        self.images = [im for im in map(load_rgb, paths) if min(im.shape[1:]) >= patch]
+        if not self.images:
+            raise ValueError(f"no training image is at least {patch}x{patch}")
+        self.patch, self.batch, self.grey, self.rainy = patch, batch, grey, rainy
+        self.before, self.noise_after = before, noise_after
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _layer(self, n: int) -> torch.Tensor:
+        g = self.generator
+        r = torch.zeros(1, 1, n, n)
+        for _ in range(2 if torch.rand((), generator=g) < 1 / 3 else 1):
+            layer = rain_layer((1, n, n), generator=g, **sample_params("rain", g))
+            r = 1 - (1 - r) * (1 - layer)  # two layers screen-blend into one
+        if torch.rand((), generator=g) < 0.2:
+            top, left, bh, bw = random_box(n, n, g)
+            box = torch.zeros_like(r)
+            box[..., top : top + bh, left : left + bw] = 1
+            r = r * box
+        return r[0]
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        g, n = self.generator, self.patch
+        x = random_crop(self.images, n, g)
+        rainy = bool(torch.rand((), generator=g) < self.rainy)
+        pick = lambda names: names[int(torch.randint(len(names), (), generator=g))]
+        if rainy and torch.rand((), generator=g) < self.before:
+            x = degrade(x, [pick(self.BEFORE)], g).degraded
+        elif not rainy and torch.rand((), generator=g) < 0.5:
+            x = degrade(x, [pick(self.OTHERS)], g).degraded
+        if self.grey > 0 and torch.rand((), generator=g) < self.grey:
+            x = x.mean(0, keepdim=True).expand(3, -1, -1)
+        r = self._layer(n) if rainy else torch.zeros(1, n, n)
+        y = screen(x, r)
+        if rainy and torch.rand((), generator=g) < self.noise_after:
+            sigma = 2 / 255 + float(torch.rand((), generator=g)) * 18 / 255
+            y = y + sigma * torch.randn(y.shape, generator=g)
+        y = torch.round(y.clamp(0, 1) * 255) / 255
+        return y, r
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        rainy, layer = (torch.stack(t) for t in zip(*(self.sample() for _ in range(self.batch))))
+        target = unscreen(rainy, layer).clamp(0, 1)
+        labels = torch.where(layer[:, 0] >= STREAK, SEGMENT_CLASSES.index("rain"), SEGMENT_CLASSES.index("clean"))
+        present = (layer.amax((1, 2, 3)) >= STREAK).float()[:, None] * torch.tensor(
+            [float(d == "rain") for d in DEGRADATIONS])
+        return rainy, target, labels, present, layer
 
 
 def blur_target(sample: DegradedSample) -> int:

@@ -17,7 +17,10 @@ whether the whole image is under-exposed and by how much), from its brightness q
 likewise; ``fusion``, the quality fusion alone (``model.quality_fusion``: the reported quality,
 the quality head's corrected from the blur and exposure models); ``jpeg``, the JPEG model alone
 (``model.jpeg_model``), on crops JPEG-coded at random qualities and grid offsets
-(`restora.training.data.JpegBatches`), against the image before the coding. Checkpoints every few hundred steps; ``--resume`` picks up
+(`restora.training.data.JpegBatches`), against the image before the coding; ``rain``, the rain
+model alone (``model.rain_model``: the streak layer of the screen blend), on crops with and
+without the synthesis's rain (`restora.training.data.RainBatches`), against the true layer.
+Checkpoints every few hundred steps; ``--resume`` picks up
 the last one, ``--init`` starts from shipped weights. Logs are JSON lines beside the checkpoints.
 """
 
@@ -33,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
+from ..degradations import unscreen
 from ..engine.dehaze import dehaze
 from ..engine.lowlight import brighten
 from ..engine.refine import refine_noise
@@ -41,11 +45,12 @@ from ..metrics import float32, psnr, quality_target
 from ..models import build_model
 from ..models.jpeg import grid_position
 from ..models.quality_fusion import fusion_inputs
+from ..models.rain import MAX_LAYER, STREAK, rain_share
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import JpegBatches, SyntheticBatches, pair_paths, validation_set
+from .data import JpegBatches, RainBatches, SyntheticBatches, pair_paths, validation_set
 
-PHASES = ("base", "adapters", "heads", "segment", "physics", "light", "blur", "exposure", "fusion", "jpeg")
+PHASES = ("base", "adapters", "heads", "segment", "physics", "light", "blur", "exposure", "fusion", "jpeg", "rain")
 SEGMENT_PARTS = ("segment_head.", "segment_film.", "segment_in.", "segment_mid.", "segment_out.", "segment_cues_in.")
 HAZE_PARTS = ("haze_film.", "haze_in.", "haze_mid.", "haze_out.", "airlight_head.")
 LIGHT_PARTS = ("light_film.", "light_in.", "light_mid.", "light_out.", "exposure_head.")
@@ -53,6 +58,7 @@ BLUR_PARTS = ("blur_model.",)
 EXPOSURE_PARTS = ("exposure_model.",)
 FUSION_PARTS = ("quality_fusion.",)
 JPEG_PARTS = ("jpeg_model.",)
+RAIN_PARTS = ("rain_model.",)
 
 
 def adapter_targets(labels: torch.Tensor, adapters: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,6 +172,39 @@ def jpeg_losses(model, degraded: torch.Tensor, before: torch.Tensor, quality: to
     return {"jpeg_l1": l1, "jpeg_gain_db": gain, "total": l1}
 
 
+def rain_losses(model, rainy: torch.Tensor, target: torch.Tensor, layer: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The ``rain`` phase's loss: the squared error of the rain model's layer of ``rainy``
+    (B, 3, H, W) against the true ``layer`` (B, 1, H, W), unclamped (a clamp passes no
+    gradient to a pixel below 0), plus that of the screen blend's inverse by it against
+    ``target``, both x 100, plus 0.1 x the cross-entropy of its streak logit against the true
+    layer reaching `STREAK`; and, reported, the inverse's PSNR gain over the rainy crops and
+    the share of the rainless crops called streaks.
+
+    Squared, not absolute: streaks cover a few percent of the pixels, so the median of the
+    layer wherever the model is unsure is 0, and with L1 it learned exactly that (+0.006 dB
+    after 1,000 steps of 16 x 128, every output within 1e-4 of 0); the mean is the expected
+    streak, which also maximises PSNR. That mean is above 0 wherever the model hesitates
+    (texture, edges), so whether there is rain is the streak classifier's to say."""
+    raw = model.rain_model.raw(rainy).float()
+    r = torch.minimum(raw[:, :1].clamp(0, MAX_LAYER), rainy.amin(1, keepdim=True))
+    restored = unscreen(rainy, r).clamp(0, 1)
+    layer_err = 100 * F.mse_loss(raw[:, :1], layer)
+    image_err = 100 * F.mse_loss(restored, target)
+    on = (layer >= STREAK).float()
+    streak_bce = F.binary_cross_entropy_with_logits(raw[:, 1:], on)
+    with torch.no_grad():
+        wet = on.amax((1, 2, 3)) > 0
+        gain = (float32(psnr)(restored[wet], target[wet]).mean() - float32(psnr)(rainy[wet], target[wet]).mean()
+                if wet.any() else raw.new_zeros(()))
+        # how much of a rainless crop the model calls streaks (it should be none)
+        dry = ~wet
+        false = rain_share(torch.sigmoid(raw[dry, 1:])).mean() if dry.any() else raw.new_zeros(())
+        found = ((raw[:, 1:] > 0).float() * on).sum() / on.sum().clamp(min=1)
+    return {"rain_layer_mse": layer_err, "rain_image_mse": image_err, "rain_streak_bce": streak_bce,
+            "rain_gain_db": gain, "rain_false_share": false, "rain_streak_recall": found,
+            "total": layer_err + image_err + 0.1 * streak_bce}
+
+
 def fusion_losses(model, degraded: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
     """The ``fusion`` phase's loss, everything else frozen: squared error of the fused quality
     against the full-reference quality target, beside the quality head's own (``head``, for
@@ -202,6 +241,10 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
         if len(physics) != 2:
             raise ValueError("the jpeg phase needs the coding's quality and grid (JpegBatches)")
         return jpeg_losses(model, degraded, clean, *physics)
+    if phase == "rain":
+        if len(physics) != 1:
+            raise ValueError("the rain phase needs the true rain layer (RainBatches)")
+        return rain_losses(model, degraded, clean, physics[0])
     if phase == "exposure":
         if len(physics) != 2:
             raise ValueError("the exposure phase needs the exposure targets (SyntheticBatches(exposure=True))")
@@ -255,15 +298,18 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
     return losses
 
 
-def residual_blocks_added(model, missing_keys: list[str]) -> tuple[str, ...]:
+def residual_blocks_added(model, missing_keys: list[str], new_parts: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Prefixes of the residual blocks that the init weights lack entirely (a grown model, e.g.
     more ``full_blocks``), after zeroing each one's last conv so that it starts as the identity
-    and the grown model starts exactly where the init weights were."""
-    from ..models.restoranet import ResBlock
+    and the grown model starts exactly where the init weights were. Blocks inside
+    ``new_parts`` (prefixes of parts a phase adds whole, e.g. the JPEG model) keep their own
+    initialisation."""
+    from ..models.blocks import ResBlock
 
     missing, grown = set(missing_keys), []
     for name, module in model.named_modules():
-        if isinstance(module, ResBlock) and {f"{name}.{k}" for k in module.state_dict()} <= missing:
+        if (isinstance(module, ResBlock) and not (name + ".").startswith(new_parts)
+                and {f"{name}.{k}" for k in module.state_dict()} <= missing):
             with torch.no_grad():
                 module.conv2.weight.zero_()
                 module.conv2.bias.zero_()
@@ -285,7 +331,8 @@ def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[
     prefixes = {"base": ("",), "adapters": ("adapters.",),
                 "heads": ("estimator.", "quality_head.") + SEGMENT_PARTS, "segment": SEGMENT_PARTS,
                 "physics": HAZE_PARTS, "light": LIGHT_PARTS, "blur": BLUR_PARTS,
-                "exposure": EXPOSURE_PARTS, "fusion": FUSION_PARTS, "jpeg": JPEG_PARTS}[phase]
+                "exposure": EXPOSURE_PARTS, "fusion": FUSION_PARTS, "jpeg": JPEG_PARTS,
+                "rain": RAIN_PARTS}[phase]
     if phase == "physics" and not getattr(model.config, "haze_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with a haze model (config model.haze_model)")
     if phase == "light" and not getattr(model.config, "light_model", 0):
@@ -296,6 +343,8 @@ def trainable_parameters(model, phase: str, train_adapters: list[str]) -> tuple[
         raise ValueError(f"phase {phase!r} needs a model with a quality fusion (config model.quality_fusion)")
     if phase == "jpeg" and not getattr(model.config, "jpeg_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with a JPEG model (config model.jpeg_model)")
+    if phase == "rain" and not getattr(model.config, "rain_model", 0):
+        raise ValueError(f"phase {phase!r} needs a model with a rain model (config model.rain_model)")
     if phase == "exposure" and not getattr(model.config, "exposure_model", 0):
         raise ValueError(f"phase {phase!r} needs a model with an exposure model (config model.exposure_model)")
     params = []
@@ -353,8 +402,8 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
         from ..engine.weights import load_state
 
         result = model.load_state_dict(load_state(init)[1], strict=False)
-        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS + BLUR_PARTS + EXPOSURE_PARTS + FUSION_PARTS + JPEG_PARTS  # parts a phase adds
-        grown = residual_blocks_added(model, result.missing_keys)
+        new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS + BLUR_PARTS + EXPOSURE_PARTS + FUSION_PARTS + JPEG_PARTS + RAIN_PARTS  # parts a phase adds
+        grown = residual_blocks_added(model, result.missing_keys, new)
         missing = [k for k in result.missing_keys if not k.startswith(new + grown)]
         if missing or result.unexpected_keys:
             raise ValueError(f"{init} does not fit the config's model: missing {missing[:5]}, "
@@ -366,6 +415,8 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
     pairs = [pair for d in config.pair_dirs for pair in pair_paths(data_root / d, config.pair_holdout)]
     if config.phase == "jpeg":
         batches = JpegBatches(paths, config.patch, config.batch, config.seed + step, config.grey)
+    elif config.phase == "rain":
+        batches = RainBatches(paths, config.patch, config.batch, config.seed + step, config.grey)
     else:
         batches = SyntheticBatches(paths, config.patch, config.batch, config.mix, config.seed + step, pairs, config.grey,
                                    physics=config.phase in ("physics", "light"), blur=config.phase == "blur",
