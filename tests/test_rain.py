@@ -173,3 +173,19 @@ def test_the_shipped_segmentation_finds_the_rain(shipped_engine):
     # about 0.1)
     assert float(rain[outside].float().mean()) > 0.4
     assert float(rain[box].float().mean()) < 0.25  # 0.17: the sample's own streaky texture
+
+
+def test_no_rounds_after_the_rain_step_where_nothing_else_is_found(shipped_engine):
+    """A train/bsds image under the benchmark's rain, which the quality head finds clean once
+    derained: the rain step is kept without rounds (it accepted two that lost 1 dB)."""
+    from conftest import DATA
+
+    path = DATA / "train" / "bsds" / "100075.jpg"
+    if not path.exists():
+        pytest.skip(f"training images not at {path.parent}")
+    with Image.open(path) as im:
+        clean = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)[None].float() / 255
+    x = torch.round(rain(clean, generator=torch.Generator().manual_seed(0), **ROW) * 255) / 255
+    r = shipped_engine.restore(x)
+    assert r.derained == [True] and r.iterations == [0] and len(r.history[0]) == 2
+    assert psnr_of(r.image, clean) > psnr_of(x, clean) + 3

@@ -203,8 +203,8 @@ def restore(
         that show it (`restora.engine.dejpeg`).
     derain : bool
         Where the weights have a rain model and it finds rain streaks, take its rain layer
-        out next, by the screen blend's exact inverse (`restora.engine.derain`); grey images
-        only with rain named.
+        out next, by the screen blend's exact inverse (`restora.engine.derain`), with no
+        rounds after it where nothing else is found; grey images only with rain named.
 
     Returns
     -------
