@@ -69,7 +69,7 @@ ROWS: tuple[Row, ...] = (
     Row("defocus", (("blur", {"kind": "defocus", "radius": 3.0}),), _DEBLUR),
     Row("motion", (("blur", {"kind": "motion", "length": 11.0, "angle": 30.0}),), _DEBLUR),
     Row("rain", (("rain", {"density": 0.01, "length": 15.0, "angle": 80.0, "intensity": 0.1}),),
-        ("median 3x3",)),
+        ("median 3x3", "streak opening")),
     Row("haze", (("haze", {"beta": 1.5, "airlight": 0.9}),), ("dark channel", "dark channel+GF")),
     Row("low_light", (("low_light", {"exposure": 0.1, "gamma": 2.2, "gain": 1e-3, "read_sigma": 1 / 255}),),
         ("gamma mean->0.45", "CLAHE")),
@@ -82,7 +82,7 @@ ROWS: tuple[Row, ...] = (
     Row("blur+noise", (("blur", {"kind": "gaussian", "sigma": 1.5}), _noise(15)), ("NLM+RL-30 (oracle kernel)",)),
     Row("cutmix", baselines=("dark channel", "dark channel+GF"), cutmix=(("haze",), ("noise",))),
     # more composites (degradation CutMix, random parameters): outside / inside a random box
-    Row("cutmix_rain_haze", baselines=("dark channel", "median 3x3"), cutmix=(("rain",), ("haze",))),
+    Row("cutmix_rain_haze", baselines=("dark channel", "median 3x3", "streak opening"), cutmix=(("rain",), ("haze",))),
     Row("cutmix_lowlight_noise", baselines=("gamma mean->0.45", "CLAHE"), cutmix=(("low_light",), ("noise",))),
     Row("cutmix_jpeg_lowlight", baselines=("CLAHE", "TV Chambolle 0.05"), cutmix=(("jpeg",), ("low_light",))),
 )

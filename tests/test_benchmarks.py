@@ -172,3 +172,16 @@ def test_rain_conditions_hold_their_true_layer_and_the_image_before():
             rows, cols = np.nonzero(on)
             assert on[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].mean() > 0.01
             assert on.mean() < 0.6
+
+
+def test_streak_opening_takes_out_thin_grey_lines_only():
+    import _baselines
+
+    y = np.full((20, 20, 3), 0.3)
+    y[:, 10] += 0.2  # a grey streak, one pixel wide
+    y[:, 4, 0] += 0.2  # a red line: texture, not rain
+    y[5:15, 14:18] += 0.2  # a bright block wider than the opening
+    out = _baselines.streak_opening(y)
+    np.testing.assert_allclose(out[:, 10], 0.3)
+    np.testing.assert_allclose(out[:, 4], y[:, 4])
+    np.testing.assert_allclose(out[5:15, 14:18], y[5:15, 14:18])

@@ -189,3 +189,22 @@ def test_no_rounds_after_the_rain_step_where_nothing_else_is_found(shipped_engin
     r = shipped_engine.restore(x)
     assert r.derained == [True] and r.iterations == [0] and len(r.history[0]) == 2
     assert psnr_of(r.image, clean) > psnr_of(x, clean) + 3
+
+
+def test_the_cli_reports_and_switches_off_the_rain_step(tmp_path, capsys, shipped_engine):
+    import json
+
+    from restora.cli import main
+    from restora.io import write_image
+
+    x = rain(sample(), generator=torch.Generator().manual_seed(0), **ROW)
+    path = tmp_path / "rainy.png"
+    write_image(path, np.round(x[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    for flags, expected in (([], True), (["--no-derain"], False)):
+        out = tmp_path / f"out{len(flags)}"
+        code = main(["restore", str(path), "-o", str(out), "--device", "cpu", "-q", "--json", "--max-iterations", "1",
+                     *flags])
+        report = json.loads(capsys.readouterr().out)[str(path)]
+        assert code == 0 and report["derained"] is expected
+        # reported from the rain model where its step runs (off, the head's word, as for JPEG)
+        assert (report["degradations"]["rain"] >= 0.9) is expected
