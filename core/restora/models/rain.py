@@ -7,9 +7,10 @@ is exact once ``R`` is known: ``J = 1 - (1 - I) / (1 - R)`` (`restora.degradatio
 and the model predicts ``R``, a physical parameter map rather than an image, with the
 probability that each pixel lies on a streak.
 
-``R`` lies between 0 and the darkest channel of ``I`` (``J >= 0``); where the model finds no
-rain it returns 0, so the inverse leaves those pixels as they were. How much of the image
-lies on streaks (`rain_share`) says whether an image is rainy at all.
+``R`` lies between 0 and the darkest channel of ``I`` (``J >= 0``); where the model is sure of no
+rain it returns 0, so the inverse leaves those pixels as they were, and where it hesitates a
+little more (the engine takes the layer out only in the regions the streaks make). How much
+of the image lies surely on streaks (`rain_share`) says whether an image is rainy at all.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ __all__ = ["MAX_LAYER", "RainModel", "STREAK", "SURE", "rain_share"]
 # A pixel whose layer reaches this is on a streak (the synthesis's streaks are 0.05-0.15 x
 # the drops' 0.5-1, so at least 0.025 at their faintest).
 STREAK = 0.02
-# The most the layer may take: beyond it the inverse divides the noise by less than 0.1.
+# The most the layer may take: beyond it the inverse would amplify the noise more than tenfold.
 MAX_LAYER = 0.9
-
-
 # A streak probability at least this counts a pixel as surely on a streak (see rain_share).
 SURE = 0.9
 
