@@ -53,23 +53,28 @@ def sample_batch(samples: list) -> tuple[list, tuple]:
     return batch, physics
 
 
-def train_on_batch(model, params: list, batch: list, physics: tuple, phase: str, steps: int):
-    """``steps`` Adam steps of ``phase`` on one batch: the model's outputs on it before and
-    after (eval mode), and the first and last total loss."""
+def train_on_batch(model, params: list, batch: list, physics: tuple, phase: str, steps: int, lr: float = 1e-2,
+                   history: list | None = None):
+    """``steps`` Adam steps of ``phase`` at ``lr`` on one batch: the model's outputs on it
+    before and after (eval mode), and the first and last total loss. Each step's losses (a
+    dict of floats) are appended to ``history`` where given."""
     import torch
     from restora.training.config import TrainConfig
     from restora.training.train import compute_losses
 
     with torch.no_grad():
         before = model.eval()(batch[0])
-    opt = torch.optim.Adam(params, lr=1e-2)
+    opt = torch.optim.Adam(params, lr=lr)
     losses = []
     for _ in range(steps):
-        loss = compute_losses(model.train(), *batch, TrainConfig().loss_weights, 1, phase, physics=physics)["total"]
+        out = compute_losses(model.train(), *batch, TrainConfig().loss_weights, 1, phase, physics=physics)
+        loss = out["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if history is not None:
+            history.append({k: float(v.detach()) for k, v in out.items()})
     with torch.no_grad():
         after = model.eval()(batch[0])
     return before, after, losses[0], losses[-1]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import default_engine_with, phase_model, psnr_of
+from helpers import default_engine_with, phase_model, psnr_of, train_on_batch
 from PIL import Image
 from restora.engine.dejpeg import coded_weight, dejpeg
 from restora.models.jpeg import (
@@ -164,19 +164,11 @@ def test_jpeg_phase_learns_to_undo_the_coding_and_nothing_else():
             assert grid.offset == tuple(offset[i].tolist())
     with pytest.raises(ValueError, match="quality and grid"):
         compute_losses(model, coded_, before, labels, present, {}, 1, "jpeg")
-    with torch.no_grad():
-        ref = model.eval()(coded_)["restored"]
-    opt = torch.optim.Adam(params, lr=2e-3)
-    losses = []
-    for _ in range(100):
-        out = compute_losses(model.train(), coded_, before, labels, present, {}, 1, "jpeg", physics=(quality, offset))
-        opt.zero_grad()
-        out["total"].backward()
-        opt.step()
-        losses.append(float(out["total"]))
-    assert losses[-1] < 0.97 * losses[0] and float(out["jpeg_gain_db"]) > 0.1, (losses[::10], out)
-    with torch.no_grad():
-        torch.testing.assert_close(model.eval()(coded_)["restored"], ref, rtol=0, atol=0)
+    history = []
+    ref, after, first, last = train_on_batch(model, params, [coded_, before, labels, present], (quality, offset),
+                                             "jpeg", 100, lr=2e-3, history=history)
+    assert last < 0.97 * first and history[-1]["jpeg_gain_db"] > 0.1, history[::10]
+    torch.testing.assert_close(after["restored"], ref["restored"], rtol=0, atol=0)
     assert folder.exists()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import default_engine_with, phase_model, psnr_of
+from helpers import default_engine_with, phase_model, psnr_of, train_on_batch
 from PIL import Image
 from restora.degradations import rain, rain_layer, screen, unscreen
 from restora.engine.derain import derain, rain_maps, rain_region
@@ -92,19 +92,12 @@ def test_rain_phase_learns_the_layer_and_nothing_else():
                                                              noise_after=0.0))
     with pytest.raises(ValueError, match="rain layer"):
         compute_losses(model, rainy, target, labels, present, {}, 1, "rain")
-    with torch.no_grad():
-        ref = model.eval()(rainy)["restored"]
-    opt = torch.optim.Adam(params, lr=2e-3)
-    losses = []
-    for _ in range(60):
-        out = compute_losses(model.train(), rainy, target, labels, present, {}, 1, "rain", physics=(layer,))
-        opt.zero_grad()
-        out["total"].backward()
-        opt.step()
-        losses.append(float(out["total"]))
-    assert losses[-1] < 0.97 * losses[0] and float(out["rain_gain_db"]) > 0.3, (losses[::10], out)
-    with torch.no_grad():  # the restoration network is untouched
-        torch.testing.assert_close(model.eval()(rainy)["restored"], ref, rtol=0, atol=0)
+    history = []
+    ref, after, first, last = train_on_batch(model, params, [rainy, target, labels, present], (layer,), "rain", 60,
+                                             lr=2e-3, history=history)
+    assert last < 0.97 * first and history[-1]["rain_gain_db"] > 0.3, history[::10]
+    # the restoration network is untouched
+    torch.testing.assert_close(after["restored"], ref["restored"], rtol=0, atol=0)
 
 
 def test_residual_blocks_of_a_new_part_keep_their_initialisation():

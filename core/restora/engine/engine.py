@@ -669,10 +669,11 @@ class Engine:
             j, coded = self._dejpeg(x, grid)
             x = keep_grey((x + strength * (j - x)).clamp(0, 1))
             out = first = self._pass(x, True, ticker)
-        rainy = None  # the share of the image on the rain model's streaks, where it looked
+        rainy, derained = None, False  # the share of the image surely on streaks, where it looked
         if derain and ("rain" in degradations if degradations is not None else not grey):
             layer, rainy, streaks = self.rain_estimate(x)
             if layer is not None:
+                derained = True
                 # Next, on the rain model's word: the rounds left rain in (the rain row 35.13
                 # -> 34.88 dB with aio-v7), and the layer's inverse is exact where the layer is
                 # right. Only in the regions its streaks make: on 8 train/bsds images rain in a
@@ -680,7 +681,6 @@ class Engine:
                 # rain is named.
                 x = keep_grey((x + strength * (invert_rain(x, layer * rain_region(streaks)) - x)).clamp(0, 1))
                 out = first = self._pass(x, True, ticker)
-        derained = rainy is not None and rainy >= RAINY
         gain, exposed_p = self.exposure_estimate(x)
         wanted = "low_light" in degradations if degradations is not None else not grey
         found = float(out["degradation_probs"][0, DEGRADATIONS.index("low_light")]) >= 0.5
