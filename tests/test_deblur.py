@@ -189,3 +189,29 @@ def test_the_shipped_model_leaves_sharp_images_alone(shipped_engine, name, param
     x = (x * 255).round() / 255
     kernel, p = shipped_engine.blur_estimate(x)
     assert kernel is None and p < 0.5, (name, kernel, p)
+
+
+def test_the_shipped_blur_region_and_map_find_a_blurred_box(shipped_engine):
+    """Motion blur in the middle of a photograph: the blur model read patch by patch finds it
+    there and not on the sharp rest, and the segmentation calls the box blurred, where the
+    head alone called a fifth of it something else."""
+    from restora.engine.deblur import REGION, blur_region
+    from restora.engine.engine import _Ticker
+
+    clean = torch.round(train_photo(4, 320) * 255) / 255
+    x = clean.clone()
+    x[..., 64:256, 64:256] = blur(clean, motion_kernel(9, 30.0))[..., 64:256, 64:256]  # 36% of it
+    region = blur_region(shipped_engine.model.blur_model, x)
+    assert region.shape == (1, 1, 320, 320) and 0 <= float(region.min()) and float(region.max()) <= 1
+    inside, rest = region[..., 128:192, 128:192].mean(), region[..., :32, :].mean()
+    print(f"region: box {float(inside):.2f}, top {float(rest):.2f}")
+    assert inside > 0.8 and rest < 0.2
+    assert blur_region(shipped_engine.model.blur_model, x[..., : REGION - 1, :]) is None  # too small
+    k = restora.SEGMENT_CLASSES.index("blur")
+    share = lambda m, rows, cols: float((m[rows, cols] == k).float().mean())
+    head = shipped_engine._pass(x, True, _Ticker(None, 0))["segment_logits"].argmax(1)[0]
+    labels = shipped_engine.segment(x).argmax(1)[0]
+    box = (slice(112, 208), slice(112, 208))
+    print(f"map: box {share(labels, *box):.2f} (head {share(head, *box):.2f}), top {share(labels, slice(0, 32), slice(None)):.2f}")
+    assert share(labels, *box) > 0.95 and share(labels, *box) > share(head, *box) + 0.1  # (head: 0.80)
+    assert share(labels, slice(0, 32), slice(None)) < 0.1

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import default_engine_with, phase_model, psnr_of, train_on_batch
+from helpers import default_engine_with, phase_model, psnr_of, train_on_batch, train_photo
 from PIL import Image
 from restora.engine.dejpeg import coded_weight, dejpeg
 from restora.models.jpeg import (
@@ -196,3 +196,33 @@ def test_the_shipped_model_undoes_jpeg_first(shipped_engine):
     assert shipped_engine.restore(clean, max_iterations=1).dejpegged == [False]
     q, probs = shipped_engine.assess(x)
     assert float(probs[0, restora.DEGRADATIONS.index("jpeg")]) >= 0.9
+
+
+def test_the_shipped_segmentation_finds_a_coded_box(shipped_engine):
+    """JPEG-20 in a box of a photograph: the map calls the box JPEG where the head called
+    part of it clean, and the rest of the image still not JPEG, also where the photograph's
+    own coding (BSDS's, quality 92) lies on the box's grid and is read instead."""
+    import restora
+    from restora.degradations import jpeg
+    from restora.engine.engine import SEGMENT_JPEG_QUALITY, _Ticker
+
+    k = restora.SEGMENT_CLASSES.index("jpeg")
+    share = lambda m, where: float(m[where].float().mean())
+    for size in (250, 256):  # the photograph's grid off the box's, and on it
+        clean = torch.round(train_photo(2, size) * 255) / 255
+        x = clean.clone()
+        x[..., 32:216, 32:216] = jpeg(clean, 20)[..., 32:216, 32:216]  # half the image
+        box = torch.zeros(size, size, dtype=torch.bool)
+        box[40:208, 40:208] = True
+        outside = torch.ones_like(box)
+        outside[24:224, 24:224] = False
+        head = shipped_engine._pass(x, True, _Ticker(None, 0))["segment_logits"].argmax(1)[0] == k
+        found = shipped_engine.segment(x).argmax(1)[0] == k
+        grid = shipped_engine.jpeg_estimate(x)
+        print(f"{size}: quality read {grid.quality}, box: head {share(head, box):.2f}, "
+              f"map {share(found, box):.2f}; outside {share(found, outside):.2f}")
+        assert share(found, outside) < 0.1 and share(found, box) >= share(head, box)
+        if size == 250:
+            assert grid.quality <= SEGMENT_JPEG_QUALITY and share(found, box) > 0.97  # (the head: 0.92)
+        else:
+            assert grid.quality > SEGMENT_JPEG_QUALITY

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .refine import noise_sigma
 from .tiling import plan_tiles
 
-__all__ = ["balance_for", "blockiness", "deconvolve"]
+__all__ = ["balance_for", "blockiness", "blur_region", "deconvolve"]
 
 # Regularisation per kernel kind on noiseless (uint8) images, the best of 0.0005-0.05 on 10
 # train/bsds images with the true kernel (gains: Gaussian sigma 1 and 2, +5.6 and +3.1 dB;
@@ -41,6 +41,13 @@ NOISE_BALANCE = 10.0
 # lost 1.14 dB.
 BLOCKY = 1.15
 JPEG_BALANCE = 20.0
+
+# The blur model read locally (`blur_region`): patches of REGION pixels, half-overlapping,
+# each one's probability of blur ramped from REGION_LOW to REGION_HIGH. On 16 train/bsds
+# images x 4 CutMix composites (`benchmarks/segment.py`), moving the segmentation's clean share
+# to blur by it: pixel accuracy 0.759 -> 0.774 (blur recall 0.47 -> 0.60); patches of 128
+# ramped from 0.5 to 0.9, 0.772.
+REGION, REGION_LOW, REGION_HIGH = 96, 0.6, 0.95
 
 TILE = 2048
 # Pixels of context per side. The inverse's response decays within a few widths of a smooth
@@ -138,3 +145,28 @@ def deconvolve(y: torch.Tensor, kernel: torch.Tensor, balance: float = 0.005) ->
         out[:, :, tile.ys, tile.xs] += part * wt
         weight[tile.ys, tile.xs] += wt
     return (out / weight).to(y.dtype).clamp(0, 1)
+
+
+@torch.no_grad()
+def blur_region(model, x: torch.Tensor, size: int = REGION, low: float = REGION_LOW,
+                high: float = REGION_HIGH) -> torch.Tensor | None:
+    """How surely each pixel (1, 1, H, W) of ``x`` (1, 3, H, W) lies in a blurred region: the
+    blur ``model``'s (`restora.models.blur.BlurModel`) probability of blur for half-overlapping
+    ``size`` x ``size`` patches, interpolated between their centres (held beyond them) and
+    ramped from 0 at ``low`` to 1 at ``high``. None where ``x`` is smaller than a patch. The
+    blur model reads a spectrum, an image-level statistic, so a patch's reading is noisier
+    than a whole image's; the ramp starts above 0.5 for that."""
+    h, w = x.shape[-2:]
+    if min(h, w) < size:
+        return None
+    dev = next(model.parameters()).device
+    starts = lambda n: torch.linspace(0, n - size, max(1, round((n - size) / (size // 2)) + 1)).round().long()
+    tops, lefts = starts(h), starts(w)
+    p = torch.empty(len(tops), len(lefts))
+    for i, t in enumerate(tops.tolist()):  # a row of patches at a time: memory stays bounded
+        row = torch.stack([x[0, :, t : t + size, l : l + size] for l in lefts.tolist()])
+        p[i] = 1 - torch.softmax(model(row.to(dev)).float(), 1)[:, 0].cpu()
+    half = size // 2
+    inner = F.interpolate(p[None, None], size=(h - 2 * half, w - 2 * half), mode="bilinear", align_corners=True)
+    full = F.pad(inner, (half, w - inner.shape[-1] - half, half, h - inner.shape[-2] - half), mode="replicate")
+    return ((full - low) / (high - low)).clamp(0, 1)

@@ -21,14 +21,15 @@ from ..degradations import blur_kernel
 from ..models.blur import BANK, WINDOW, least_risk_choice
 from ..models.exposure import MIN_SIZE as EXPOSURE_MIN_SIZE
 from ..models.jpeg import JpegGrid, find_jpeg
-from ..models.quality_fusion import fusion_inputs
+from ..models.quality_fusion import READINGS, fusion_inputs
 from ..models.rain import rain_share
 from ..models.restoranet import is_grey
-from .deblur import balance_for, deconvolve
+from .deblur import balance_for, blur_region, deconvolve
 from .dejpeg import coded_weight, dejpeg
 from .dehaze import dehaze as invert_haze
 from .derain import derain as invert_rain, rain_maps, rain_region
 from .lowlight import brighten as invert_low_light
+from .readings import fusion_readings
 from .refine import refine_noise
 from .tiling import plan_tiles
 from .weights import load_model
@@ -68,6 +69,13 @@ CODED_BLUR = 0.8  # the blur model's probability to deconvolve a JPEG-coded imag
 # A false alarm costs little: the layer taken out of those images, found or not, changed them
 # by -0.19 to +0.03 dB (`restora.engine.derain.rain_region` keeps it to streaky regions).
 RAINY = 0.003
+# The finest JPEG coding the segmentation calls a degradation: a camera's (BSDS's own, 92) is
+# not. Where a coarser coded box lies on a photograph's own grid, both codings' coefficients
+# sit on the finer one's steps, which `find_jpeg` then reads, coding the whole image: on 16
+# train/bsds images x 4 composites, moving clean to JPEG gave pixel accuracy 0.755 with every
+# coding, 0.759 without those above 80 (the head alone 0.745; JPEG precision 0.68 -> 0.73).
+SEGMENT_JPEG_QUALITY = 80
+_UNREAD = object()  # an argument not given (None is a reading: nothing found)
 
 
 def _raised(probs: torch.Tensor, name: str, p: float | None) -> torch.Tensor:
@@ -274,16 +282,47 @@ class Engine:
             probs[0, DEGRADATIONS.index("blur")] = blurred
         return probs, kernel
 
+    @property
+    def has_fusion_readings(self) -> bool:
+        """Whether the quality fusion reads the image's readings (`restora.engine.readings`)."""
+        return self.has_quality_fusion and self._has("quality_fusion_readings")
+
+    def _readings(self, x: torch.Tensor, share: float | None | object = _UNREAD,
+                  grid: JpegGrid | None | object = _UNREAD) -> torch.Tensor | None:
+        """The fusion's readings (1, READINGS) of one image (1, 3, H, W), None where the fusion
+        reads none. ``share`` (the rain model's, `rain_estimate`) and ``grid``
+        (`jpeg_estimate`) are read here unless given."""
+        if not self.has_fusion_readings:
+            return None
+        if share is _UNREAD:
+            share = self.rain_estimate(x)[1]
+        if grid is _UNREAD:
+            grid = self.jpeg_estimate(x)
+        return fusion_readings(x, torch.tensor([share or 0.0]), [grid])
+
+    @staticmethod
+    def _renoised(readings: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+        """``readings`` with the noise levels read again from ``x``: within the rounds, whose
+        results keep their input's rain and coding (or lack of them) but not its noise."""
+        if readings is None:
+            return None
+        fresh = fusion_readings(x, torch.zeros(1), [None])
+        return torch.cat([readings[:, : READINGS - 3], fresh[:, READINGS - 3 :]], 1)
+
     @torch.no_grad()
-    def _fused(self, out: dict, x: torch.Tensor) -> float:
+    def _fused(self, out: dict, x: torch.Tensor, readings: torch.Tensor | None = None) -> float:
         """The quality to report of image ``x`` (1, 3, H, W) from its pass ``out``: the quality
         fusion's (`restora.models.quality_fusion`) where the model has one, else the quality
-        head's. The restore loop compares the head's own scores."""
+        head's. A fusion that reads the image takes ``readings`` (`_readings`; read here where
+        not given). The restore loop compares the head's own scores."""
         q = out["quality"]
         if not self.has_quality_fusion:
             return float(q[0])
+        if self.has_fusion_readings and readings is None:
+            readings = self._readings(x)
         dev = self.device
-        features = fusion_inputs(self.model, x.to(dev), q.to(dev), out["degradation_probs"].to(dev))
+        features = fusion_inputs(self.model, x.to(dev), q.to(dev), out["degradation_probs"].to(dev),
+                                 None if readings is None else readings.to(dev))
         return float(self.model.quality_fusion(features)[0])
 
     @staticmethod
@@ -462,19 +501,16 @@ class Engine:
         rgb = self._to_rgb(x)
         ticker = _Ticker(progress, rgb.shape[0] * self.tiles_per_pass(*rgb.shape[-2:]))
         outs = [self._pass(rgb[i : i + 1], False, ticker) for i in range(rgb.shape[0])]
-        quality = torch.tensor([self._fused(o, rgb[i : i + 1]) for i, o in enumerate(outs)])
-        probs = []
+        quality, probs = [], []
         for i, o in enumerate(outs):
             one = rgb[i : i + 1]
+            grid, share = self.jpeg_estimate(one), self.rain_estimate(one)[1]
+            quality.append(self._fused(o, one, self._readings(one, share, grid)))
+            coded = None if grid is None else float(coded_weight(one.cpu(), grid).mean())
             p = self._report_blur(o["degradation_probs"], one)[0]
-            p = self._report_jpeg(self._report_exposure(p, self.exposure_estimate(one)[1]), self._coded_share(one))
-            probs.append(self._report_rain(p, self.rain_estimate(one)[1] if not bool(is_grey(one)[0]) else None))
-        return quality, torch.cat(probs)
-
-    def _coded_share(self, x: torch.Tensor) -> float | None:
-        """The share of one image whose blocks show JPEG's coding; None where none shows."""
-        grid = self.jpeg_estimate(x)
-        return None if grid is None else float(coded_weight(x.cpu(), grid).mean())
+            p = self._report_jpeg(self._report_exposure(p, self.exposure_estimate(one)[1]), coded)
+            probs.append(self._report_rain(p, share if not bool(is_grey(one)[0]) else None))
+        return torch.tensor(quality), torch.cat(probs)
 
     def segment(self, x: torch.Tensor, progress: Progress = None) -> torch.Tensor:
         """Per-pixel class probabilities (B, len(SEGMENT_CLASSES), H, W).
@@ -482,30 +518,70 @@ class Engine:
         Where the model has a rain model, the pixels the segmentation head calls clean are
         called rainy instead where the rain model's streaks lie close together
         (`restora.engine.derain.rain_region`; colour images only): the head found 8% of
-        the rain (its recall, aio-v6, `benchmarks/segment.py`), calling most of it clean."""
+        the rain (its recall, aio-v6, `benchmarks/segment.py`), calling most of it clean.
+        Where it has a JPEG model, those called clean are called JPEG-coded where the blocks'
+        coefficients show the coding (the head called 19% of JPEG pixels clean, aio-v8);
+        where it has a blur model, blurred where that model, read patch by patch, finds blur
+        (`restora.engine.deblur.blur_region`; colour images only; the head called 27% of
+        blurred pixels clean)."""
         rgb = self._to_rgb(x)
         ticker = _Ticker(progress, rgb.shape[0] * self.tiles_per_pass(*rgb.shape[-2:]))
         outs = [self._pass(rgb[i : i + 1], True, ticker) for i in range(rgb.shape[0])]
-        probs = [torch.softmax(o["segment_logits"], 1) for o in outs]
-        if self.has_rain_model:
-            for i, p in enumerate(probs):
-                if not bool(is_grey(rgb[i : i + 1])[0]):
-                    probs[i] = self._rain_segment(p, rgb[i : i + 1])
+        probs = []
+        for i, o in enumerate(outs):
+            one, p = rgb[i : i + 1], torch.softmax(o["segment_logits"], 1)
+            colour = not bool(is_grey(one)[0])
+            if self.has_rain_model and colour:
+                p = self._rain_segment(p, one)
+            if self.has_jpeg_model:
+                p = self._jpeg_segment(p, one)
+            if self.has_blur_model and colour:
+                p = self._blur_segment(p, one)
+            probs.append(p)
         return torch.cat(probs)
+
+    def _blur_segment(self, probs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``probs`` (1, K, H, W) with the clean and haze classes' shares moved to blur where
+        the blur model, read patch by patch, finds the image blurred
+        (`restora.engine.deblur.blur_region`): the head called 27% of blurred pixels clean and
+        25% hazy (aio-v8, 16 train/bsds images x 4 composites, `benchmarks/segment.py
+        --confusion`). Moving the clean share alone: pixel accuracy 0.759 -> 0.773; the haze
+        share too, 0.793. (Haze's own transmission map, moving clean to haze where it is
+        under 0.5-0.7, gained 0.4% more and is left out.)"""
+        region = blur_region(self.model.blur_model, x)
+        return probs if region is None else self._from_clean(probs, region, "blur", ("haze",))
+
+    @staticmethod
+    def _from_clean(probs: torch.Tensor, weight: torch.Tensor, to: str, also: tuple[str, ...] = ()) -> torch.Tensor:
+        """``probs`` (1, K, H, W) with ``weight`` (1, 1, H, W) of the clean class's share
+        (and of the classes ``also`` names) moved to class ``to``."""
+        k = SEGMENT_CLASSES.index(to)
+        probs = probs.clone()
+        for name in ("clean",) + also:
+            c = SEGMENT_CLASSES.index(name)
+            moved = probs[:, c : c + 1] * weight.to(probs)
+            probs[:, c : c + 1] -= moved
+            probs[:, k : k + 1] += moved
+        return probs
 
     def _rain_segment(self, probs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``probs`` (1, K, H, W) with the clean class's share moved to rain where the rain
         model finds the image rainy and its streaks make a rain region."""
         layer, _, streaks = self.rain_estimate(x)
-        if layer is None:
+        return probs if layer is None else self._from_clean(probs, rain_region(streaks), "rain")
+
+    def _jpeg_segment(self, probs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``probs`` (1, K, H, W) with the clean and blur classes' shares moved to JPEG where
+        the blocks' coefficients show its coding (`restora.engine.dejpeg.coded_weight`), unless
+        the coding read is finer than SEGMENT_JPEG_QUALITY. The head called 15% of JPEG pixels
+        blurred (coding removes the high frequencies blur does): with the blur share, pixel
+        accuracy 0.793 -> 0.802 and JPEG recall 0.69 -> 0.79, the blur step after (16
+        train/bsds images x 4 composites, `benchmarks/segment.py`). Moving every class's (the
+        coding is the last thing done where it shows) lost rain (recall 0.73 -> 0.68)."""
+        grid = self.jpeg_estimate(x)
+        if grid is None or grid.quality > SEGMENT_JPEG_QUALITY:
             return probs
-        wet = rain_region(streaks).to(probs)
-        clean, rain = SEGMENT_CLASSES.index("clean"), SEGMENT_CLASSES.index("rain")
-        moved = probs[:, clean : clean + 1] * wet
-        probs = probs.clone()
-        probs[:, clean : clean + 1] -= moved
-        probs[:, rain : rain + 1] += moved
-        return probs
+        return self._from_clean(probs, coded_weight(x.cpu(), grid), "jpeg", ("blur",))
 
     def restore(
         self,
@@ -659,7 +735,11 @@ class Engine:
         keep_grey = (lambda t: t.mean(1, keepdim=True).expand_as(t).contiguous()) if grey else (lambda t: t)
         x0, assessed = x, self._pass(x, True, ticker)
         out = first = assessed
-        grid = self.jpeg_estimate(x) if dejpeg and (degradations is None or "jpeg" in degradations) else None
+        reads = self.has_fusion_readings
+        grid0 = self.jpeg_estimate(x) if reads or dejpeg else None
+        rain0 = self.rain_estimate(x) if reads else None  # (layer, share, streaks) of the input
+        readings0 = self._readings(x, rain0[1], grid0) if reads else None
+        grid = grid0 if dejpeg and (degradations is None or "jpeg" in degradations) else None
         coded = None
         if grid is not None:
             # First, on the coefficients' word: JPEG is the last thing done to an image, and
@@ -671,7 +751,8 @@ class Engine:
             out = first = self._pass(x, True, ticker)
         rainy, derained = None, False  # the share of the image surely on streaks, where it looked
         if derain and ("rain" in degradations if degradations is not None else not grey):
-            layer, rainy, streaks = self.rain_estimate(x)
+            # the input's reading, where the JPEG step left it as it was
+            layer, rainy, streaks = rain0 if rain0 is not None and x is x0 else self.rain_estimate(x)
             if layer is not None:
                 derained = True
                 # Next, on the rain model's word: the rounds left rain in (the rain row 35.13
@@ -700,7 +781,13 @@ class Engine:
             brighten = False  # the network's low-light model would brighten it again
             out = first = self._pass(x, True, ticker)
         best, best_q = x, float(out["quality"][0])
-        reported_q0 = self._fused(assessed, x0)
+        reported_q0 = self._fused(assessed, x0, readings0)
+        # what the rounds start from, read (once: the rain model and the coefficients' read
+        # cost 0.3 s per megapixel each). Every later result (the rounds', the second stage's,
+        # the deconvolution's) is read for its noise alone, keeping this image's rain and
+        # coding: the rounds, the stage and the deconvolution add neither, and the reported
+        # quality of the result stays the best round's.
+        readings = readings0 if x is x0 else self._readings(x) if reads else None
         # Blur is read from the coded input where the coding was undone: the JPEG model's
         # smoother result looked blurred to the blur model's spectrum (3 of 4 JPEG-20 val/bsds
         # images, deconvolved: -1.0 dB), and the deconvolution's balance needs the blocks
@@ -710,7 +797,8 @@ class Engine:
         deg = self._report_rain(self._report_jpeg(self._report_exposure(deg, exposed_p), coded), rainy)
         # what is reported (the fusion's scores, where the model has one; the loop compares the
         # quality head's)
-        history = [reported_q0, self._fused(out, x)] if exposed or coded is not None or derained else [reported_q0]
+        history = ([reported_q0, self._fused(out, x, readings)] if exposed or coded is not None or derained
+                   else [reported_q0])
         best_report = history[-1]  # the reported quality of best, fused once
         uncertainty = torch.exp(out["log_error"])
         accepted = 0
@@ -747,7 +835,7 @@ class Engine:
             last = round_ == max_iterations - 1
             nxt = self._pass(candidate, not last, ticker)
             q = float(nxt["quality"][0])
-            history.append(self._fused(nxt, candidate))
+            history.append(self._fused(nxt, candidate, self._renoised(readings, candidate)))
             if q <= best_q + (0.0 if accepted == 0 else margin):
                 if physical:
                     trial = None if last else (candidate, nxt, physical)
@@ -779,7 +867,8 @@ class Engine:
                 # sigma 25). The score reported is still the returned image's own.
                 best, refined = candidate, True
                 best_out = self._pass(candidate, False, ticker)
-                best_q, best_report = float(best_out["quality"][0]), self._fused(best_out, candidate)
+                best_q, best_report = (float(best_out["quality"][0]),
+                                        self._fused(best_out, candidate, self._renoised(readings, candidate)))
         deblurred = False
         # Blur last: deconvolution amplifies the noise the rounds and the second stage removed
         # first. Kept on the blur model's word: the quality head rated oracle-kernel Wiener
@@ -800,7 +889,7 @@ class Engine:
             j = deconvolve(best, blur_kernel(kernel), balance_for(kernel["kind"], blur_source))
             best, deblurred = keep_grey((best + strength * (j - best)).clamp(0, 1)), True
             best_out = self._pass(best, False, ticker)
-            best_q, best_report = float(best_out["quality"][0]), self._fused(best_out, best)
+            best_q, best_report = float(best_out["quality"][0]), self._fused(best_out, best, self._renoised(readings, best))
         return (best, uncertainty, reported_q0, best_report, deg, accepted, history, refined, kept[0],
                 kept[1] or exposed, deblurred, coded is not None, derained)
 

@@ -102,6 +102,9 @@ class RestoraNetConfig:
     # Hidden width of the quality fusion (0: none): the score that assess reports, the quality
     # head's corrected from the blur and exposure models (`restora.models.quality_fusion`).
     quality_fusion: int = 0
+    # Whether the fusion also reads the rain share, the JPEG-coded share and quality and the
+    # noise levels the engine measures (`restora.models.quality_fusion.reading_features`).
+    quality_fusion_readings: bool = False
     # Hidden width of the JPEG model (0: none): a small residual network, conditioned on the
     # IJG quality and the 8x8 grid read from the image's own coefficients, that undoes JPEG's
     # coding (`restora.models.jpeg`), which the engine applies first where the coding shows.
@@ -259,7 +262,7 @@ class RestoraNet(nn.Module):
         if cfg.rain_model:
             self.rain_model = RainModel(cfg.rain_model)
         if cfg.quality_fusion:
-            self.quality_fusion = QualityFusion(cfg.quality_fusion)
+            self.quality_fusion = QualityFusion(cfg.quality_fusion, cfg.quality_fusion_readings)
         self.quality_head = nn.Sequential(
             nn.Linear(2 * c3, 64), nn.SiLU(), nn.Linear(64, 1 + cfg.num_degradations)
         )

@@ -39,11 +39,12 @@ from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from ..degradations import unscreen
 from ..engine.dehaze import dehaze
 from ..engine.lowlight import brighten
+from ..engine.readings import fusion_readings
 from ..engine.refine import refine_noise
 from ..io import list_images
 from ..metrics import float32, psnr, quality_target
 from ..models import build_model
-from ..models.jpeg import grid_position
+from ..models.jpeg import find_jpeg, grid_position
 from ..models.quality_fusion import fusion_inputs
 from ..models.rain import MAX_LAYER, STREAK, rain_share
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -205,13 +206,32 @@ def rain_losses(model, rainy: torch.Tensor, target: torch.Tensor, layer: torch.T
             "total": layer_err + image_err + 0.1 * streak_bce}
 
 
-def fusion_losses(model, degraded: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
+def crop_readings(model, x: torch.Tensor) -> torch.Tensor:
+    """`restora.engine.readings.fusion_readings` of crops ``x`` (B, 3, H, W), each read whole:
+    the rain model untiled, the JPEG grid by `find_jpeg`."""
+    shares = (rain_share(model.rain_model(x)[:, 1:]) if getattr(model, "rain_model", None) is not None
+              else x.new_zeros(x.shape[0]))
+    return fusion_readings(x, shares, [find_jpeg(x[i : i + 1].cpu().float()) for i in range(x.shape[0])])
+
+
+def fusion_losses(model, degraded: torch.Tensor, clean: torch.Tensor, self_rounds: int = 1) -> dict[str, torch.Tensor]:
     """The ``fusion`` phase's loss, everything else frozen: squared error of the fused quality
     against the full-reference quality target, beside the quality head's own (``head``, for
-    the log)."""
+    the log). A fusion with readings reads crops rounded to 8 bits, as the images it will
+    read are (a float crop's noise level is 0, an 8-bit one's never is). With ``self_rounds``
+    of 2 or more, the second half of the batch is the network's own restoration of it, so that
+    the fusion also learns the quality of the loop's results, whose scores it reports."""
+    reads = getattr(model.quality_fusion, "reads", False)
     with torch.no_grad():
+        if self_rounds >= 2:
+            half = max(1, degraded.shape[0] // 2)
+            restored = model(degraded[half:])["restored"].float().clamp(0, 1)
+            degraded = torch.cat([degraded[:half], restored])
+        if reads:
+            degraded = torch.round(degraded.clamp(0, 1) * 255) / 255
         quality, logits = model.assess(degraded)
-        features = fusion_inputs(model, degraded, quality, torch.sigmoid(logits))
+        readings = crop_readings(model, degraded) if reads else None
+        features = fusion_inputs(model, degraded, quality, torch.sigmoid(logits), readings)
         target = quality_target(degraded, clean)
     loss = F.mse_loss(model.quality_fusion(features), target)
     return {"fusion": loss, "head": F.mse_loss(quality, target), "total": loss}
@@ -236,7 +256,7 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
             raise ValueError("the blur phase needs the blur targets (SyntheticBatches(blur=True))")
         return blur_losses(model, degraded, physics[0])
     if phase == "fusion":
-        return fusion_losses(model, degraded, clean)
+        return fusion_losses(model, degraded, clean, self_rounds)
     if phase == "jpeg":
         if len(physics) != 2:
             raise ValueError("the jpeg phase needs the coding's quality and grid (JpegBatches)")
@@ -296,6 +316,19 @@ def compute_losses(model, degraded, clean, labels, present, weights: dict, self_
         losses["quality"] = losses["quality"] + F.mse_loss(model.assess(refined)[0], t_ref)
     losses["total"] = losses["restore"] + sum(weights.get(k, 1.0) * losses[k] for k in losses if k != "restore")
     return losses
+
+
+def inputs_widened(state: dict, target: dict, parts: tuple[str, ...]) -> dict:
+    """``state`` with each 2-D weight of ``parts`` that has fewer input columns than
+    ``target``'s padded with zero columns: a layer given more inputs (the quality fusion's
+    readings) starts as it was, blind to them."""
+    state = dict(state)
+    for name, w in state.items():
+        t = target.get(name)
+        if (name.startswith(parts) and t is not None and w.ndim == 2 and t.ndim == 2
+                and w.shape[0] == t.shape[0] and w.shape[1] < t.shape[1]):
+            state[name] = torch.cat([w, w.new_zeros(w.shape[0], t.shape[1] - w.shape[1])], 1)
+    return state
 
 
 def residual_blocks_added(model, missing_keys: list[str], new_parts: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -401,8 +434,9 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path, resume: bool = Fa
     elif init is not None:
         from ..engine.weights import load_state
 
-        result = model.load_state_dict(load_state(init)[1], strict=False)
         new = ("adapters.", "estimator.") + SEGMENT_PARTS[1:] + HAZE_PARTS + LIGHT_PARTS + BLUR_PARTS + EXPOSURE_PARTS + FUSION_PARTS + JPEG_PARTS + RAIN_PARTS  # parts a phase adds
+        state = inputs_widened(load_state(init)[1], model.state_dict(), FUSION_PARTS)
+        result = model.load_state_dict(state, strict=False)
         grown = residual_blocks_added(model, result.missing_keys, new)
         missing = [k for k in result.missing_keys if not k.startswith(new + grown)]
         if missing or result.unexpected_keys:
