@@ -48,11 +48,11 @@ def coded_weight(x: torch.Tensor, grid: JpegGrid) -> torch.Tensor:
 
 
 def dejpeg(model, x: torch.Tensor, grid: JpegGrid, tile_size: int = 512, autocast=nullcontext,
-           constrain: bool = True, blend: bool = True) -> torch.Tensor:
+           constrain: bool = True, blend: bool = True, weight: torch.Tensor | None = None) -> torch.Tensor:
     """``x`` (1, 3, H, W) with its JPEG coding undone by ``model`` (a `JpegModel`), in tiles
     of at most ``tile_size`` with its receptive radius of context; with ``constrain``, projected
     onto the quantisation constraint; with ``blend``, kept only where the blocks were coded
-    (`coded_weight`)."""
+    (``weight``: `coded_weight` of ``x`` on ``grid``, computed here unless given)."""
     quality = torch.tensor([grid.quality], device=x.device)
 
     def restore(tile: torch.Tensor, t) -> torch.Tensor:
@@ -65,4 +65,5 @@ def dejpeg(model, x: torch.Tensor, grid: JpegGrid, tile_size: int = 512, autocas
         y = project(y, x, grid)
     if not blend:
         return y
-    return (x + coded_weight(x, grid) * (y - x)).clamp(0, 1)
+    w = coded_weight(x, grid) if weight is None else weight.to(x)
+    return (x + w * (y - x)).clamp(0, 1)

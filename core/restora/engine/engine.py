@@ -213,10 +213,10 @@ class Engine:
             return None
         return find_jpeg(x.cpu())
 
-    def _dejpeg(self, x: torch.Tensor, grid: JpegGrid) -> tuple[torch.Tensor, float]:
-        """``x`` with its coding undone (`restora.engine.dejpeg`), and the share of it coded."""
-        y = dejpeg(self.model.jpeg_model, x.to(self.device), grid, self.tile_size, self._network)
-        return y, float(coded_weight(x.cpu(), grid).mean())
+    def _dejpeg(self, x: torch.Tensor, grid: JpegGrid, weight: torch.Tensor) -> torch.Tensor:
+        """``x`` with its coding undone (`restora.engine.dejpeg`), where ``weight`` (its
+        `coded_weight` on ``grid``) says it was coded."""
+        return dejpeg(self.model.jpeg_model, x.to(self.device), grid, self.tile_size, self._network, weight=weight)
 
     @property
     def has_rain_model(self) -> bool:
@@ -288,17 +288,19 @@ class Engine:
         return self.has_quality_fusion and self._has("quality_fusion_readings")
 
     def _readings(self, x: torch.Tensor, share: float | None | object = _UNREAD,
-                  grid: JpegGrid | None | object = _UNREAD) -> torch.Tensor | None:
+                  grid: JpegGrid | None | object = _UNREAD, coded: float | None = None) -> torch.Tensor | None:
         """The fusion's readings (1, READINGS) of one image (1, 3, H, W), None where the fusion
         reads none. ``share`` (the rain model's, `rain_estimate`) and ``grid``
-        (`jpeg_estimate`) are read here unless given."""
+        (`jpeg_estimate`) are read here unless given; ``coded``, the share of it coded on
+        ``grid``, where the caller has it."""
         if not self.has_fusion_readings:
             return None
         if share is _UNREAD:
             share = self.rain_estimate(x)[1]
         if grid is _UNREAD:
             grid = self.jpeg_estimate(x)
-        return fusion_readings(x, torch.tensor([share or 0.0]), [grid])
+        return fusion_readings(x, torch.tensor([share or 0.0]), [grid],
+                               None if coded is None else torch.tensor([coded]))
 
     @staticmethod
     def _renoised(readings: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
@@ -313,13 +315,11 @@ class Engine:
     def _fused(self, out: dict, x: torch.Tensor, readings: torch.Tensor | None = None) -> float:
         """The quality to report of image ``x`` (1, 3, H, W) from its pass ``out``: the quality
         fusion's (`restora.models.quality_fusion`) where the model has one, else the quality
-        head's. A fusion that reads the image takes ``readings`` (`_readings`; read here where
-        not given). The restore loop compares the head's own scores."""
+        head's. A fusion that reads the image takes its ``readings`` (`_readings`). The
+        restore loop compares the head's own scores."""
         q = out["quality"]
         if not self.has_quality_fusion:
             return float(q[0])
-        if self.has_fusion_readings and readings is None:
-            readings = self._readings(x)
         dev = self.device
         features = fusion_inputs(self.model, x.to(dev), q.to(dev), out["degradation_probs"].to(dev),
                                  None if readings is None else readings.to(dev))
@@ -504,12 +504,15 @@ class Engine:
         quality, probs = [], []
         for i, o in enumerate(outs):
             one = rgb[i : i + 1]
-            grid, share = self.jpeg_estimate(one), self.rain_estimate(one)[1]
-            quality.append(self._fused(o, one, self._readings(one, share, grid)))
+            colour = not bool(is_grey(one)[0])
+            grid = self.jpeg_estimate(one)
             coded = None if grid is None else float(coded_weight(one.cpu(), grid).mean())
+            # grey images' rain is not reported, only read by a fusion that reads it
+            share = self.rain_estimate(one)[1] if colour or self.has_fusion_readings else None
+            quality.append(self._fused(o, one, self._readings(one, share, grid, coded)))
             p = self._report_blur(o["degradation_probs"], one)[0]
             p = self._report_jpeg(self._report_exposure(p, self.exposure_estimate(one)[1]), coded)
-            probs.append(self._report_rain(p, share if not bool(is_grey(one)[0]) else None))
+            probs.append(self._report_rain(p, share if colour else None))
         return torch.tensor(quality), torch.cat(probs)
 
     def segment(self, x: torch.Tensor, progress: Progress = None) -> torch.Tensor:
@@ -737,22 +740,27 @@ class Engine:
         out = first = assessed
         reads = self.has_fusion_readings
         grid0 = self.jpeg_estimate(x) if reads or dejpeg else None
-        rain0 = self.rain_estimate(x) if reads else None  # (layer, share, streaks) of the input
-        readings0 = self._readings(x, rain0[1], grid0) if reads else None
         grid = grid0 if dejpeg and (degradations is None or "jpeg" in degradations) else None
+        # where the input is coded, read once for the JPEG step and the readings
+        weight0 = coded_weight(x.cpu(), grid0) if grid0 is not None and (reads or grid is not None) else None
+        coded0 = None if weight0 is None else float(weight0.mean())
+        rain0 = self.rain_estimate(x) if reads else None  # (layer, share, streaks) of the input
+        readings0 = self._readings(x, rain0[1], grid0, coded0) if reads else None
         coded = None
         if grid is not None:
             # First, on the coefficients' word: JPEG is the last thing done to an image, and
             # its trace (the coefficients on the quantisation steps) is exact where it shows
             # (found in no image without JPEG, `benchmarks/jpeg.py`); the rounds then restore
             # what came before the coding.
-            j, coded = self._dejpeg(x, grid)
+            j, coded = self._dejpeg(x, grid, weight0), coded0
             x = keep_grey((x + strength * (j - x)).clamp(0, 1))
             out = first = self._pass(x, True, ticker)
         rainy, derained = None, False  # the share of the image surely on streaks, where it looked
+        looked = None  # the image that share was read from
         if derain and ("rain" in degradations if degradations is not None else not grey):
             # the input's reading, where the JPEG step left it as it was
             layer, rainy, streaks = rain0 if rain0 is not None and x is x0 else self.rain_estimate(x)
+            looked = x
             if layer is not None:
                 derained = True
                 # Next, on the rain model's word: the rounds left rain in (the rain row 35.13
@@ -787,7 +795,8 @@ class Engine:
         # the deconvolution's) is read for its noise alone, keeping this image's rain and
         # coding: the rounds, the stage and the deconvolution add neither, and the reported
         # quality of the result stays the best round's.
-        readings = readings0 if x is x0 else self._readings(x) if reads else None
+        readings = (readings0 if x is x0 else self._readings(x, rainy if looked is x else _UNREAD) if reads
+                    else None)
         # Blur is read from the coded input where the coding was undone: the JPEG model's
         # smoother result looked blurred to the blur model's spectrum (3 of 4 JPEG-20 val/bsds
         # images, deconvolved: -1.0 dB), and the deconvolution's balance needs the blocks
