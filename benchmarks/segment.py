@@ -34,26 +34,13 @@ import quality as qb
 from _tables import format_rows
 import restora
 from restora import DEGRADATIONS, SEGMENT_CLASSES
-from restora.degradations import degradation_cutmix
-
-
-def draw_regions(g: torch.Generator) -> tuple[list[str], list[str]]:
-    """(outside, inside) degradation lists of one composite: different, inside never empty."""
-    pick = lambda options: options[int(torch.randint(len(options), (), generator=g))]
-    outside = pick([[]] + [[d] for d in DEGRADATIONS])
-    inside_name = pick([d for d in DEGRADATIONS if [d] != outside])
-    inside = [inside_name]
-    if inside_name != "noise" and float(torch.rand((), generator=g)) < 0.25:
-        inside.append("noise")  # a composite region: the visible (last) label is noise
-        if inside[-1:] == outside:
-            inside.pop()
-    return outside, inside
+from restora.degradations import cutmix_regions, degradation_cutmix
 
 
 def composite(clean: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
     """uint8 composite, its (H, W) true labels and a description, for one seed."""
     g = torch.Generator().manual_seed(seed)
-    outside, inside = draw_regions(g)
+    outside, inside = cutmix_regions(g)
     x = torch.from_numpy(clean.astype(np.float32) / 255).permute(2, 0, 1)
     s = degradation_cutmix(x, outside, inside, g)
     desc = f"{'+'.join(outside) or 'clean'} | {'+'.join(inside)}"

@@ -15,6 +15,7 @@ import segment  # noqa: E402
 import torch  # noqa: E402
 
 from restora import DEGRADATIONS, SEGMENT_CLASSES  # noqa: E402
+from restora.degradations import cutmix_regions  # noqa: E402
 
 
 def test_matlab_half_resize_keeps_constants_and_averages_pairs():
@@ -85,7 +86,7 @@ def test_segment_composites_have_two_different_regions():
     clean = (np.random.default_rng(2).random((64, 80, 3)) * 255).astype(np.uint8)
     for seed in range(20):
         g = torch.Generator().manual_seed(seed)
-        outside, inside = segment.draw_regions(g)
+        outside, inside = cutmix_regions(g)
         assert inside and inside[-1] in DEGRADATIONS and inside[-1:] != outside
         img, labels, desc = segment.composite(clean, seed)
         assert img.shape == clean.shape and img.dtype == np.uint8

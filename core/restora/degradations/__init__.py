@@ -12,6 +12,7 @@ from ._noise import gaussian_noise, poisson_gaussian_noise
 from ._synthesis import (
     DegradedSample,
     apply_degradation,
+    cutmix_regions,
     degradation_cutmix,
     degrade,
     random_box,
@@ -23,6 +24,7 @@ __all__ = [
     "apply_degradation",
     "blur",
     "blur_kernel",
+    "cutmix_regions",
     "defocus_kernel",
     "degradation_cutmix",
     "degrade",

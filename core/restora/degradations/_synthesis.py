@@ -160,3 +160,18 @@ def degradation_cutmix(
     airlight = b.airlight if "haze" in inside else a.airlight  # one airlight per image
     gain = torch.where(mask, b.light_gain, a.light_gain)
     return DegradedSample(degraded, clean, labels, present, params, t, airlight, gain)
+
+
+def cutmix_regions(generator: torch.Generator) -> tuple[list[str], list[str]]:
+    """(outside, inside) degradation lists of one `degradation_cutmix` composite, as the
+    segmentation benchmark and the segmentation fusion's training draw them: one degradation
+    or none outside; a different one inside (never empty), followed by noise a quarter of the
+    time (the visible, last label there is then noise)."""
+    pick = lambda options: options[int(torch.randint(len(options), (), generator=generator))]
+    outside = pick([[]] + [[d] for d in DEGRADATIONS])
+    inside = [pick([d for d in DEGRADATIONS if [d] != outside])]
+    if inside[0] != "noise" and float(torch.rand((), generator=generator)) < 0.25:
+        inside.append("noise")
+        if inside[-1:] == outside:
+            inside.pop()
+    return outside, inside

@@ -24,6 +24,7 @@ from ..models.jpeg import JpegGrid, find_jpeg
 from ..models.quality_fusion import READINGS, fusion_inputs
 from ..models.rain import rain_share
 from ..models.restoranet import is_grey
+from ..models.segment_fusion import fusion_maps
 from .deblur import balance_for, blur_region, deconvolve
 from .dejpeg import coded_weight, dejpeg
 from .dehaze import dehaze as invert_haze
@@ -518,41 +519,102 @@ class Engine:
     def segment(self, x: torch.Tensor, progress: Progress = None) -> torch.Tensor:
         """Per-pixel class probabilities (B, len(SEGMENT_CLASSES), H, W).
 
-        Where the model has a rain model, the pixels the segmentation head calls clean are
-        called rainy instead where the rain model's streaks lie close together
-        (`restora.engine.derain.rain_region`; colour images only): the head found 8% of
-        the rain (its recall, aio-v6, `benchmarks/segment.py`), calling most of it clean.
-        Where it has a JPEG model, those called clean are called JPEG-coded where the blocks'
-        coefficients show the coding (the head called 19% of JPEG pixels clean, aio-v8);
-        where it has a blur model, blurred where that model, read patch by patch, finds blur
-        (`restora.engine.deblur.blur_region`; colour images only; the head called 27% of
-        blurred pixels clean)."""
+        The segmentation head's, moved where the physical models find their degradation
+        (`segment_maps`, `moved_segment`), then, where the model has a segmentation fusion
+        (colour images only, as it was trained), corrected by it from what each region's
+        maps, statistics and the image-level degradation probabilities say
+        (`restora.models.segment_fusion`)."""
         rgb = self._to_rgb(x)
         ticker = _Ticker(progress, rgb.shape[0] * self.tiles_per_pass(*rgb.shape[-2:]))
-        outs = [self._pass(rgb[i : i + 1], True, ticker) for i in range(rgb.shape[0])]
         probs = []
-        for i, o in enumerate(outs):
-            one, p = rgb[i : i + 1], torch.softmax(o["segment_logits"], 1)
-            colour = not bool(is_grey(one)[0])
-            if self.has_rain_model and colour:
-                p = self._rain_segment(p, one)
-            if self.has_jpeg_model:
-                p = self._jpeg_segment(p, one)
-            if self.has_blur_model and colour:
-                p = self._blur_segment(p, one)
+        for i in range(rgb.shape[0]):
+            one = rgb[i : i + 1]
+            parts = self.segment_parts(one, ticker)
+            p = parts["moved"]
+            if self.has_segment_fusion and parts["colour"]:
+                p = self._fused_segment(one, parts)
             probs.append(p)
         return torch.cat(probs)
 
-    def _blur_segment(self, probs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``probs`` (1, K, H, W) with the clean and haze classes' shares moved to blur where
-        the blur model, read patch by patch, finds the image blurred
-        (`restora.engine.deblur.blur_region`): the head called 27% of blurred pixels clean and
-        25% hazy (aio-v8, 16 train/bsds images x 4 composites, `benchmarks/segment.py
-        --confusion`). Moving the clean share alone: pixel accuracy 0.759 -> 0.773; the haze
-        share too, 0.793. (Haze's own transmission map, moving clean to haze where it is
-        under 0.5-0.7, gained 0.4% more and is left out.)"""
-        region = blur_region(self.model.blur_model, x)
-        return probs if region is None else self._from_clean(probs, region, "blur", ("haze",))
+    def segment_parts(self, x: torch.Tensor, ticker: _Ticker | None = None) -> dict:
+        """What the segmentation of one RGB image ``x`` (1, 3, H, W) is made of: the head's
+        probabilities ``head`` (1, K, H, W), the physical models' ``maps`` and the JPEG
+        ``quality`` read (`segment_maps`), the head's probabilities moved by them (``moved``),
+        the quality head's ``degradation_probs`` (1, D) and whether the image is ``colour``.
+        The segmentation fusion reads them all (and learns from them, `restora.training.segment_fusion`)."""
+        out = self._pass(x, True, ticker or _Ticker(None, 1))
+        head = torch.softmax(out["segment_logits"], 1)
+        colour = not bool(is_grey(x)[0])
+        maps, quality = self.segment_maps(x, out, colour)
+        return {"head": head, "maps": maps, "quality": quality, "moved": self.moved_segment(head, maps),
+                "degradation_probs": out["degradation_probs"], "colour": colour}
+
+    @property
+    def has_segment_fusion(self) -> bool:
+        """Whether ``segment`` corrects its map by the segmentation fusion."""
+        return self._has("segment_fusion")
+
+    def segment_maps(self, x: torch.Tensor, out: dict, colour: bool) -> tuple[torch.Tensor, float]:
+        """The physical models' maps (1, `segment_fusion.MAPS`, H, W) of one image ``x``
+        (1, 3, H, W), whose network pass gave ``out``, and the JPEG quality read (100 where no
+        coding shows).
+
+        - rain: where the rain model finds the image rainy, the region its streaks make
+          (`restora.engine.derain.rain_region`; colour images only): the head found 8% of the
+          rain (aio-v6), calling most of it clean;
+        - JPEG: where the blocks' coefficients show the coding (`coded_weight`), unless the
+          coding read is finer than SEGMENT_JPEG_QUALITY (the head called 19% of JPEG pixels
+          clean, aio-v8);
+        - blur: where the blur model, read patch by patch, finds blur
+          (`restora.engine.deblur.blur_region`; colour images only; the head called 27% of
+          blurred pixels clean and 25% hazy, aio-v8);
+        - the haze model's transmission (1 without one).
+        Each is 0 where its model is missing or finds nothing."""
+        zero = torch.zeros_like(x[:, :1]).cpu()
+        rain = coded = blur = zero
+        quality = 100.0
+        if self.has_rain_model and colour:
+            layer, _, streaks = self.rain_estimate(x)
+            if layer is not None:
+                rain = rain_region(streaks).cpu()
+        if self.has_jpeg_model:
+            grid = self.jpeg_estimate(x)
+            if grid is not None:
+                quality = float(grid.quality)
+                if grid.quality <= SEGMENT_JPEG_QUALITY:
+                    coded = coded_weight(x.cpu(), grid)
+        if self.has_blur_model and colour:
+            region = blur_region(self.model.blur_model, x)
+            if region is not None:
+                blur = region.cpu()
+        transmission = out.get("transmission", zero + 1)
+        return torch.cat([rain, coded.to(zero), blur, transmission.to(zero)], 1), quality
+
+    @staticmethod
+    def moved_segment(probs: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """``probs`` (1, K, H, W) with shares moved by ``maps`` (`segment_maps`), in this
+        order: the clean class's to rain on the rain map; the clean and blur classes' to JPEG
+        on the JPEG map; the clean and haze classes' to blur on the blur map.
+
+        JPEG takes the blur share too: the head called 15% of JPEG pixels blurred (coding
+        removes the high frequencies blur does); pixel accuracy 0.793 -> 0.802 and JPEG
+        recall 0.69 -> 0.79, the blur step after (16 train/bsds images x 4 composites,
+        `benchmarks/segment.py`); moving every class's lost rain (recall 0.73 -> 0.68). Blur
+        takes the haze share too: moving the clean share alone gave pixel accuracy 0.759 ->
+        0.773, the haze share too 0.793 (moving clean to haze where the transmission is under
+        0.5-0.7 gained 0.4% more and is left out)."""
+        probs = Engine._from_clean(probs, maps[:, 0:1], "rain")
+        probs = Engine._from_clean(probs, maps[:, 1:2], "jpeg", ("blur",))
+        return Engine._from_clean(probs, maps[:, 2:3], "blur", ("haze",))
+
+    @torch.no_grad()
+    def _fused_segment(self, x: torch.Tensor, parts: dict) -> torch.Tensor:
+        """The moved probabilities of ``parts`` (`segment_parts` of ``x``) corrected by the
+        segmentation fusion (1, K, H, W)."""
+        dev = lambda t: t.to(self.device)
+        features = fusion_maps(dev(x), dev(parts["moved"]), dev(parts["head"]), dev(parts["maps"]),
+                               dev(parts["degradation_probs"]), torch.tensor([parts["quality"]], device=self.device))
+        return torch.softmax(self.model.segment_fusion(features, dev(parts["moved"])), 1).cpu()
 
     @staticmethod
     def _from_clean(probs: torch.Tensor, weight: torch.Tensor, to: str, also: tuple[str, ...] = ()) -> torch.Tensor:
@@ -566,25 +628,6 @@ class Engine:
             probs[:, c : c + 1] -= moved
             probs[:, k : k + 1] += moved
         return probs
-
-    def _rain_segment(self, probs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``probs`` (1, K, H, W) with the clean class's share moved to rain where the rain
-        model finds the image rainy and its streaks make a rain region."""
-        layer, _, streaks = self.rain_estimate(x)
-        return probs if layer is None else self._from_clean(probs, rain_region(streaks), "rain")
-
-    def _jpeg_segment(self, probs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``probs`` (1, K, H, W) with the clean and blur classes' shares moved to JPEG where
-        the blocks' coefficients show its coding (`restora.engine.dejpeg.coded_weight`), unless
-        the coding read is finer than SEGMENT_JPEG_QUALITY. The head called 15% of JPEG pixels
-        blurred (coding removes the high frequencies blur does): with the blur share, pixel
-        accuracy 0.793 -> 0.802 and JPEG recall 0.69 -> 0.79, the blur step after (16
-        train/bsds images x 4 composites, `benchmarks/segment.py`). Moving every class's (the
-        coding is the last thing done where it shows) lost rain (recall 0.73 -> 0.68)."""
-        grid = self.jpeg_estimate(x)
-        if grid is None or grid.quality > SEGMENT_JPEG_QUALITY:
-            return probs
-        return self._from_clean(probs, coded_weight(x.cpu(), grid), "jpeg", ("blur",))
 
     def restore(
         self,

@@ -41,6 +41,7 @@ from .exposure import ExposureModel
 from .jpeg import JpegModel
 from .quality_fusion import QualityFusion
 from .rain import RainModel
+from .segment_fusion import SegmentFusion
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,12 @@ class RestoraNetConfig:
     # exact inverse the engine applies where streaks are found. The restoration network
     # left rain in: aio-v7's rain row measured 34.88 dB against its input's 35.13 (8 val/bsds).
     rain_model: int = 0
+    # Hidden width of the segmentation fusion (0: none): a small network on an eighth-resolution
+    # grid that corrects the segmentation (after the engine's physical moves) from what the
+    # head, the physical models and the image's local statistics say about each region
+    # (`restora.models.segment_fusion`). The head reads one pixel's features: it called a third
+    # of hazy pixels clean.
+    segment_fusion: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -263,6 +270,8 @@ class RestoraNet(nn.Module):
             self.rain_model = RainModel(cfg.rain_model)
         if cfg.quality_fusion:
             self.quality_fusion = QualityFusion(cfg.quality_fusion, cfg.quality_fusion_readings)
+        if cfg.segment_fusion:
+            self.segment_fusion = SegmentFusion(cfg.segment_fusion)
         self.quality_head = nn.Sequential(
             nn.Linear(2 * c3, 64), nn.SiLU(), nn.Linear(64, 1 + cfg.num_degradations)
         )
