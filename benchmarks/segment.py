@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +33,13 @@ import quality as qb
 from _tables import format_rows
 import restora
 from restora import DEGRADATIONS, SEGMENT_CLASSES
-from restora.degradations import cutmix_regions, degradation_cutmix
+from restora.training import segment_fusion as trainer
 
 
 def composite(clean: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """uint8 composite, its (H, W) true labels and a description, for one seed."""
-    g = torch.Generator().manual_seed(seed)
-    outside, inside = cutmix_regions(g)
-    x = torch.from_numpy(clean.astype(np.float32) / 255).permute(2, 0, 1)
-    s = degradation_cutmix(x, outside, inside, g)
-    desc = f"{'+'.join(outside) or 'clean'} | {'+'.join(inside)}"
-    return qb.quantise(s.degraded.permute(1, 2, 0).numpy()), s.labels.numpy().astype(np.uint8), desc
+    """uint8 composite, its (H, W) true labels and a description, for one seed: the fusion's
+    training draws the same (`restora.training.segment_fusion.composite`)."""
+    return trainer.composite(torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1), seed)
 
 
 def confusion(true: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
@@ -95,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             clean = qb.quantise(qb.to_float(clean))
         t0 = time.perf_counter()
         for d in range(args.draws):
-            img, labels, desc = composite(clean, zlib.crc32(f"{args.seed}/{path.stem}/{d}".encode()))
+            img, labels, desc = composite(clean, trainer.composite_seed(path.stem, d, args.seed))
             pred = restora.segment(img, device=args.device, weights=args.weights).labels
             conf += confusion(labels, pred, k)
             n += 1
