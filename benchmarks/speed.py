@@ -8,7 +8,10 @@ restore runs up to ``--max-iterations`` rounds plus a final assessment, then (wh
 noise) the second stage: the Wiener refinement, timed alone as "refine s", and its assessment;
 "deblur s" times the blur model's estimate and a deconvolution by a 15 px motion kernel (where
 the weights have a blur model), the last step where blur is found; "rain s" the rain model's
-layer and streaks (where the weights have one), run once per restore, before the rounds. ``--precision`` sets the
+layer and streaks (where the weights have one), run once per restore, before the rounds;
+"assess s" and "segment s" time one whole `assess` and `segment` (the fusions included), and
+"stats s" the quality fusion's `image_statistics`, which it reads of every image it scores
+(the input and each result of a restore). ``--precision`` sets the
 network's arithmetic (`restora.Engine`); the table says which one ran.
 """
 
@@ -33,6 +36,7 @@ def _measure(size: int, device: str, threads: int, repeats: int, max_iterations:
     from restora.engine.deblur import balance_for, deconvolve
     from restora.engine.engine import Engine, _Ticker
     from restora.engine.refine import noise_sigma, wiener_refine
+    from restora.models.quality_fusion import image_statistics
 
     if threads:
         torch.set_num_threads(threads)
@@ -77,13 +81,25 @@ def _measure(size: int, device: str, threads: int, repeats: int, max_iterations:
         if engine.device.type == "cuda":
             torch.cuda.synchronize()
         derain.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    engine.assess(x)
+    assess_s = time.perf_counter() - t
+    t = time.perf_counter()
+    engine.segment(x)
+    segment_s = time.perf_counter() - t
+    stats = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        image_statistics(x.to(engine.device))
+        stats.append(time.perf_counter() - t)
     peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     if engine.device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     queue.put({"size": size, "mp": size * size / 1e6, "round_s": min(times), "restore_s": restore_s,
                "rounds": r.iterations[0], "refine_s": min(refine),
                "deblur_s": min(deblur) if deblur else float("nan"),
-               "rain_s": min(derain) if derain else float("nan"), "tiles": engine.tiles_per_pass(size, size), "peak_mb": peak_mb,
+               "rain_s": min(derain) if derain else float("nan"), "assess_s": assess_s, "segment_s": segment_s,
+               "stats_s": min(stats), "tiles": engine.tiles_per_pass(size, size), "peak_mb": peak_mb,
                "device": str(engine.device), "threads": torch.get_num_threads(),
                "precision": engine.precision})
 
@@ -115,10 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'size':>11} {'MP':>6} {'tiles':>5} {'s/round':>8} {'s/MP/round':>10} {'restore s':>9} {'rounds':>6} {'refine s':>8} {'deblur s':>8} {'rain s':>8} {'peak MB':>8}  device (threads, precision)")
+    print(f"{'size':>11} {'MP':>6} {'tiles':>5} {'s/round':>8} {'s/MP/round':>10} {'restore s':>9} {'rounds':>6} {'refine s':>8} {'deblur s':>8} {'rain s':>8} {'assess s':>8} {'segment s':>9} {'stats s':>7} {'peak MB':>8}  device (threads, precision)")
     for r in rows:
         print(f"{r['size']:>5}x{r['size']:<5} {r['mp']:6.2f} {r['tiles']:5d} {r['round_s']:8.2f} {r['round_s'] / r['mp']:10.2f} "
-              f"{r['restore_s']:9.2f} {r['rounds']:6d} {r['refine_s']:8.2f} {r['deblur_s']:8.2f} {r['rain_s']:8.2f} {r['peak_mb']:8.0f}  {r['device']} ({r['threads']}, {r['precision']})")
+              f"{r['restore_s']:9.2f} {r['rounds']:6d} {r['refine_s']:8.2f} {r['deblur_s']:8.2f} {r['rain_s']:8.2f} {r['assess_s']:8.2f} {r['segment_s']:9.2f} {r['stats_s']:7.3f} {r['peak_mb']:8.0f}  {r['device']} ({r['threads']}, {r['precision']})")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,19 @@ quality read from them, and the white noise's level in each opponent colour chan
 head rated clean images 0.22 under their quality target and noisy ones 0.07-0.13 under, and
 composites of rain and haze or low light and noise 0.14-0.17 over (6 train/bsds images,
 `benchmarks/iqa.py`); those measurements tell them apart directly.
+
+With statistics (config ``quality_fusion_statistics``) it also reads `STATISTICS` plain
+statistics of the image (`image_statistics`): how much fine detail it holds at three scales,
+its brightness and contrast, its dark channel and saturation. A score read from the latent's
+mean and std, or from a detector's probability, does not say how much a given degradation
+costs a given image (a textured photograph loses more to the same blur or JPEG coding than a
+smooth one); these say how textured, bright and hazy the image is.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._names import DEGRADATIONS
@@ -32,7 +40,12 @@ kernel spread, the exposure model's probability and log gain, and a constant."""
 READINGS = 6
 """The rain share, the JPEG-coded share and quality, and three opponent noise levels."""
 
+STATISTICS = 8
+"""The log mean gradient of the luminance at full, half and quarter resolution, the log std
+of its Laplacian, its mean and std, the mean dark channel and the mean saturation."""
+
 _FLOOR = 1e-3  # below this a share or a noise level (of 1) reads as none
+_DARK_WINDOW = 15  # the dark channel prior's window (He et al.)
 
 
 def reading_features(rain_share: torch.Tensor, coded_share: torch.Tensor, jpeg_quality: torch.Tensor,
@@ -45,6 +58,32 @@ def reading_features(rain_share: torch.Tensor, coded_share: torch.Tensor, jpeg_q
     log = lambda t: torch.log10(t.float().clamp(min=0) + _FLOOR) + 2
     return torch.cat([log(rain_share)[:, None], coded_share.float()[:, None],
                       jpeg_quality.float()[:, None] / 100, log(noise_sigma)], 1)
+
+
+def image_statistics(x: torch.Tensor) -> torch.Tensor:
+    """The fusion's statistics (B, `STATISTICS`) of images ``x`` (B, 3, H, W) in [0, 1]: of
+    the luminance Y (Rec. 601), the natural log of the mean absolute gradient (the sum of the
+    vertical and horizontal differences) at full, half and quarter resolution (2x2 and 4x4
+    means) and of the std of its Laplacian, then its mean and std; the mean dark channel
+    (the channels' minimum, then its minimum over each 15x15 block: high where haze lifts
+    every channel); and the mean saturation ``(max - min) / (max + 0.001)`` of the channels."""
+    x = x.float()
+    y = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+
+    def log_gradient(t: torch.Tensor) -> torch.Tensor:
+        dy = (t[..., 1:, :-1] - t[..., :-1, :-1]).abs()
+        dx = (t[..., :-1, 1:] - t[..., :-1, :-1]).abs()
+        return torch.log((dy + dx).mean((1, 2, 3)) + 1e-4)
+
+    c = y[..., 1:-1, 1:-1]  # the 4-neighbour Laplacian by slices (a conv2d took 0.07 s per megapixel)
+    laplacian = y[..., :-2, 1:-1] + y[..., 2:, 1:-1] + y[..., 1:-1, :-2] + y[..., 1:-1, 2:] - 4 * c
+    # the prior's minimum over each window, on disjoint 15x15 blocks: a sliding window cost
+    # 0.6 s per megapixel, the blocks 0.01
+    dark = -F.max_pool2d(-x.amin(1, keepdim=True), _DARK_WINDOW, ceil_mode=True)
+    hi, lo = x.amax(1), x.amin(1)
+    return torch.stack([log_gradient(y), log_gradient(F.avg_pool2d(y, 2)), log_gradient(F.avg_pool2d(y, 4)),
+                        torch.log(laplacian.flatten(1).std(1) + 1e-4), y.mean((1, 2, 3)), y.flatten(1).std(1),
+                        dark.mean((1, 2, 3)), ((hi - lo) / (hi + 1e-3)).mean((1, 2))], 1)
 
 
 def fusion_features(quality: torch.Tensor, degradation_probs: torch.Tensor, blur_p: torch.Tensor,
@@ -64,8 +103,10 @@ def fusion_inputs(model: nn.Module, x: torch.Tensor, quality: torch.Tensor,
     """`fusion_features` of images ``x`` (B, 3, H, W) from the quality head's ``quality`` (B,)
     and ``degradation_probs`` (B, D), and ``model``'s blur and exposure models (where it has
     them and the image is large enough for them; else as if they found nothing), followed by
-    ``readings`` (B, `READINGS`; `reading_features`) where ``model``'s fusion reads them."""
-    reads = getattr(getattr(model, "quality_fusion", None), "reads", False)
+    ``readings`` (B, `READINGS`; `reading_features`) where ``model``'s fusion reads them,
+    then the `image_statistics` of ``x`` where it reads those."""
+    fusion = getattr(model, "quality_fusion", None)
+    reads = getattr(fusion, "reads", False)
     if reads and readings is None:
         raise ValueError("this model's quality fusion reads the image's readings: pass readings=")
     b = x.shape[0]
@@ -77,18 +118,23 @@ def fusion_inputs(model: nn.Module, x: torch.Tensor, quality: torch.Tensor,
     if getattr(model, "exposure_model", None) is not None and min(x.shape[-2:]) >= MIN_SIZE:
         logit, log_gain = model.exposure_model(x)
         exposure_p = torch.sigmoid(logit.float())
-    features = fusion_features(quality, degradation_probs, blur_p, spread, exposure_p, log_gain)
-    return torch.cat([features, readings.to(features)], 1) if reads else features
+    parts = [fusion_features(quality, degradation_probs, blur_p, spread, exposure_p, log_gain)]
+    if reads:
+        parts.append(readings.to(parts[0]))
+    if getattr(fusion, "measures", False):
+        parts.append(image_statistics(x).to(parts[0]))
+    return torch.cat(parts, 1)
 
 
 class QualityFusion(nn.Module):
-    """An MLP from `fusion_features` (and, with ``readings``, `reading_features`) to a
-    correction of the head's quality logit."""
+    """An MLP from `fusion_features` (and, with ``readings``, `reading_features`; with
+    ``statistics``, `image_statistics`) to a correction of the head's quality logit."""
 
-    def __init__(self, hidden: int, readings: bool = False) -> None:
+    def __init__(self, hidden: int, readings: bool = False, statistics: bool = False) -> None:
         super().__init__()
-        self.reads = bool(readings)
-        self.mlp = nn.Sequential(nn.Linear(FEATURES + READINGS * self.reads, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+        self.reads, self.measures = bool(readings), bool(statistics)
+        width = FEATURES + READINGS * self.reads + STATISTICS * self.measures
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.SiLU(), nn.Linear(hidden, 1))
         nn.init.zeros_(self.mlp[-1].weight)  # starts as the quality head's score
         nn.init.zeros_(self.mlp[-1].bias)
 

@@ -106,6 +106,9 @@ class RestoraNetConfig:
     # Whether the fusion also reads the rain share, the JPEG-coded share and quality and the
     # noise levels the engine measures (`restora.models.quality_fusion.reading_features`).
     quality_fusion_readings: bool = False
+    # Whether the fusion also reads plain statistics of the image: its detail at three scales,
+    # brightness, contrast, dark channel and saturation (`quality_fusion.image_statistics`).
+    quality_fusion_statistics: bool = False
     # Hidden width of the JPEG model (0: none): a small residual network, conditioned on the
     # IJG quality and the 8x8 grid read from the image's own coefficients, that undoes JPEG's
     # coding (`restora.models.jpeg`), which the engine applies first where the coding shows.
@@ -269,7 +272,8 @@ class RestoraNet(nn.Module):
         if cfg.rain_model:
             self.rain_model = RainModel(cfg.rain_model)
         if cfg.quality_fusion:
-            self.quality_fusion = QualityFusion(cfg.quality_fusion, cfg.quality_fusion_readings)
+            self.quality_fusion = QualityFusion(cfg.quality_fusion, cfg.quality_fusion_readings,
+                                                cfg.quality_fusion_statistics)
         if cfg.segment_fusion:
             self.segment_fusion = SegmentFusion(cfg.segment_fusion)
         self.quality_head = nn.Sequential(

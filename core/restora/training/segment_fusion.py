@@ -25,10 +25,7 @@ The loss is the cross-entropy of the fused map against the true labels at half r
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import tempfile
 import time
 import zlib
 from collections import defaultdict
@@ -41,9 +38,8 @@ import torch.nn.functional as F
 from ..degradations import cutmix_regions, degradation_cutmix
 from ..engine.engine import Engine
 from ..io import list_images
-from ..models import build_model
 from ..models.segment_fusion import fusion_maps
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import add_cache_arguments, add_fit_arguments, log_epoch, part_model, save_npz, start_run
 from .data import load_rgb
 
 def composite(clean: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -59,18 +55,6 @@ def composite(clean: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray, s
 def composite_seed(stem: str, draw: int, seed: int = 0) -> int:
     """The seed of draw ``draw`` of image ``stem`` (as `benchmarks/segment.py` seeds its own)."""
     return zlib.crc32(f"{seed}/{stem}/{draw}".encode())
-
-
-def _save_npz(path: Path, **arrays) -> None:
-    """Write atomically: a stopped run never leaves a broken cache file behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_composites(engine: Engine, paths: list[Path], out: Path, draws: int, seed: int = 0) -> int:
@@ -89,7 +73,7 @@ def write_composites(engine: Engine, paths: list[Path], out: Path, draws: int, s
             x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
             with torch.no_grad():
                 parts = engine.segment_parts(x)
-            _save_npz(file, image=image, labels=labels, head=parts["head"][0].half().numpy(),
+            save_npz(file, image=image, labels=labels, head=parts["head"][0].half().numpy(),
                       moved=parts["moved"][0].half().numpy(), maps=parts["maps"][0].half().numpy(),
                       quality=np.float32(parts["quality"]), degradation=parts["degradation_probs"][0].numpy(),
                       colour=np.bool_(parts["colour"]), desc=desc)
@@ -172,47 +156,25 @@ def fit(cache: Path, out_dir: Path, name: str, init: Path | None = None, hidden:
         threads: int = 2) -> Path:
     """Train the segmentation fusion of ``init``'s model (the shipped weights by default) on
     ``cache``; return the last checkpoint (``out_dir / name / last.safetensors``)."""
-    from ..engine.weights import load_state, resolve_weights
-
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    info = resolve_weights(init if init is not None else "default")
-    meta, state = load_state(info.path, info.sha256)
-    config = {**json.loads(meta["config"]), "segment_fusion": hidden}
-    model = build_model({"architecture": meta["architecture"], "config": json.dumps(config)})
-    result = model.load_state_dict(state, strict=False)
-    unexpected = list(result.unexpected_keys)
-    missing = [k for k in result.missing_keys if not k.startswith("segment_fusion.")]
-    if missing or unexpected:
-        raise ValueError(f"{info.path} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model, origin = part_model(init if init is not None else "default", "segment_fusion", {"segment_fusion": hidden})
     fusion = model.segment_fusion
     params = list(fusion.parameters())
-    for p in params:
-        p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     train, val = load_cache(cache, holdout)
     if not train:
         raise ValueError(f"{cache} holds no colour composites to train on")
-    run = {"name": name, "architecture": meta["architecture"], "model": config, "phase": "segment_fusion",
-           "init": str(info.path), "cache": str(cache), "hidden": hidden, "epochs": epochs, "lr": lr,
-           "batch": batch, "seed": seed, "holdout": holdout}
-    run_dir = out_dir / name
-    last = run_dir / "last.safetensors"
-    step = 0
-    if resume and last.exists():
-        step, _ = load_checkpoint(last, model, opt)
-        print(f"resumed {last} at step {step}")
+    run = {"name": name, **origin, "phase": "segment_fusion", "cache": str(cache), "hidden": hidden,
+           "epochs": epochs, "lr": lr, "batch": batch, "seed": seed, "holdout": holdout}
+    last, step = start_run(out_dir, name, run, model, opt, resume)
     g = torch.Generator().manual_seed(seed)
     per_epoch = len(_batches(train, batch, None))
     total = epochs * per_epoch
     for _ in range(step // per_epoch):
         _batches(train, batch, g)  # replay the shuffles: a resumed run draws what it would have
         torch.rand(per_epoch, generator=g)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(run, indent=2) + "\n")
-    log = (run_dir / "log.jsonl").open("a")
+    log = (last.parent / "log.jsonl").open("a")
     start = time.time()
     print(f"{len(train)} composites to train on, {len(val)} held out; {per_epoch} steps per epoch")
     while step < total:
@@ -234,10 +196,7 @@ def fit(cache: Path, out_dir: Path, name: str, init: Path | None = None, hidden:
                   "loss": round(loss_sum / per_epoch, 5)}
         if val:
             record["heldout_accuracy"], record["heldout_moved_accuracy"] = (round(a, 4) for a in accuracy(fusion, val))
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-        print(json.dumps(record), flush=True)
-        save_checkpoint(last, model, opt, step, {"config": json.dumps(run)})
+        log_epoch(log, record, last, model, opt, run)
     log.close()
     return last
 
@@ -247,27 +206,12 @@ def main(argv: list[str] | None = None) -> None:
                                  description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="step", required=True)
     c = sub.add_parser("composites", help="write the composites and their segmentation parts")
-    c.add_argument("--data", type=Path, required=True, help="folder of clean training images")
-    c.add_argument("--out", type=Path, required=True, help="cache folder")
+    add_cache_arguments(c, "weights whose parts are read (default: the shipped)")
     c.add_argument("--draws", type=int, default=4, help="composites per image (default: %(default)s)")
-    c.add_argument("--limit", type=int, default=None, help="first N images by name (default: all)")
-    c.add_argument("--offset", type=int, default=0, help="skip the first N images (to split the work)")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--init", default="default", help="weights whose parts are read (default: the shipped)")
-    c.add_argument("--threads", type=int, default=1)
     f = sub.add_parser("fit", help="train the fusion on a cache folder")
-    f.add_argument("--cache", type=Path, required=True)
-    f.add_argument("--out", type=Path, required=True, help="runs folder")
-    f.add_argument("--name", required=True, help="run name (its folder under --out)")
-    f.add_argument("--init", type=Path, default=None, help="weights to add the fusion to (default: the shipped)")
+    add_fit_arguments(f, epochs=24, lr=2e-3, batch=8, init_help="weights to add the fusion to (default: the shipped)")
     f.add_argument("--hidden", type=int, default=32)
-    f.add_argument("--epochs", type=int, default=24)
-    f.add_argument("--lr", type=float, default=2e-3)
-    f.add_argument("--batch", type=int, default=8)
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--holdout", type=float, default=0.1, help="share of the images held out (default: %(default)s)")
-    f.add_argument("--threads", type=int, default=2)
-    f.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
     if args.step == "composites":
         torch.set_num_threads(args.threads)
