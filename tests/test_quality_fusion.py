@@ -220,14 +220,13 @@ def test_a_fusion_given_statistics_starts_as_it_was():
     torch.testing.assert_close(wide(torch.cat([f, s], 1)), old(f))
 
 
-def _fusion_weights(tmp_path, statistics: bool = False):
+def _fusion_weights(tmp_path):
     from helpers import SMALL
     from restora.models import RestoraNet, RestoraNetConfig, model_metadata
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    cfg = RestoraNetConfig(**SMALL, quality_fusion=8, quality_fusion_readings=True,
-                           quality_fusion_statistics=statistics, rain_model=8, jpeg_model=8)
+    cfg = RestoraNetConfig(**SMALL, quality_fusion=8, quality_fusion_readings=True, rain_model=8, jpeg_model=8)
     model = RestoraNet(cfg).eval()
     path = tmp_path / "fusion.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),

@@ -506,15 +506,22 @@ class Engine:
         for i, o in enumerate(outs):
             one = rgb[i : i + 1]
             colour = not bool(is_grey(one)[0])
-            grid = self.jpeg_estimate(one)
-            coded = None if grid is None else float(coded_weight(one.cpu(), grid).mean())
-            # grey images' rain is not reported, only read by a fusion that reads it
-            share = self.rain_estimate(one)[1] if colour or self.has_fusion_readings else None
-            quality.append(self._fused(o, one, self._readings(one, share, grid, coded)))
+            share, coded, readings = self.assess_reads(one, colour)
+            quality.append(self._fused(o, one, readings))
             p = self._report_blur(o["degradation_probs"], one)[0]
             p = self._report_jpeg(self._report_exposure(p, self.exposure_estimate(one)[1]), coded)
             probs.append(self._report_rain(p, share if colour else None))
         return torch.tensor(quality), torch.cat(probs)
+
+    def assess_reads(self, x: torch.Tensor, colour: bool) -> tuple[float | None, float | None, torch.Tensor | None]:
+        """What ``assess`` reads of one RGB image ``x`` (1, 3, H, W) besides its network pass:
+        the rain model's share of streaks (None on a grey image, whose rain is not reported,
+        unless the fusion reads it), the share coded by JPEG (None where no coding shows) and
+        the fusion's readings (`_readings`, sharing both reads; None where it reads none)."""
+        grid = self.jpeg_estimate(x)
+        coded = None if grid is None else float(coded_weight(x.cpu(), grid).mean())
+        share = self.rain_estimate(x)[1] if colour or self.has_fusion_readings else None
+        return share, coded, self._readings(x, share, grid, coded)
 
     def segment(self, x: torch.Tensor, progress: Progress = None) -> torch.Tensor:
         """Per-pixel class probabilities (B, len(SEGMENT_CLASSES), H, W).

@@ -64,6 +64,21 @@ def save_npz(path: Path, **arrays) -> None:
             os.unlink(tmp)
 
 
+def cached_files(folder: Path, step: str) -> list[Path]:
+    """The cache files of a part fit's cache ``folder``, by name, without the temporary files
+    a stopped `save_npz` may leave.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there are none: the cache ``step`` (e.g. "composites") has not run.
+    """
+    files = sorted(f for f in folder.glob("*.npz") if not f.name.endswith(".tmp.npz"))
+    if not files:
+        raise FileNotFoundError(f"no {step} in {folder}: run the {step} step first")
+    return files
+
+
 def part_model(init: str | os.PathLike, part: str, changes: dict, widen: bool = False) -> tuple[nn.Module, dict]:
     """The model of weights ``init`` (a shipped name or a file) with its config ``changes``
     applied, every tensor loaded but those of ``part`` (a module name, e.g.

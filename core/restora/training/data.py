@@ -19,6 +19,12 @@ from ..models.blur import nearest_in_bank
 from ..models.rain import STREAK
 
 
+def to_8bit(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in [0, 1] (clamped) rounded to the 256 steps of an 8-bit image, as the images
+    the engine reads are."""
+    return torch.round(x.clamp(0, 1) * 255) / 255
+
+
 def load_rgb(path: Path) -> torch.Tensor:
     """(3, H, W) uint8 tensor."""
     with Image.open(path) as im:
@@ -203,7 +209,7 @@ class JpegBatches:
         if self.grey > 0 and torch.rand((), generator=g) < self.grey:
             x = x.mean(0, keepdim=True).expand(3, -1, -1)
         # what the coder saw, in its own 8-bit steps
-        x = torch.round(x.clamp(0, 1) * 255) / 255
+        x = to_8bit(x)
         quality = int(torch.randint(self.qualities[0], self.qualities[1] + 1, (), generator=g))
         coded = jpeg(x[None], quality)[0]
         dy, dx = (int(torch.randint(8, (), generator=g)) for _ in range(2))
@@ -278,7 +284,7 @@ class RainBatches:
         if rainy and torch.rand((), generator=g) < self.noise_after:
             sigma = 2 / 255 + float(torch.rand((), generator=g)) * 18 / 255
             y = y + sigma * torch.randn(y.shape, generator=g)
-        y = torch.round(y.clamp(0, 1) * 255) / 255
+        y = to_8bit(y)
         return y, r
 
     def __iter__(self):

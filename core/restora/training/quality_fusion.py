@@ -40,13 +40,12 @@ import torch.nn.functional as F
 
 from .._names import DEGRADATIONS
 from ..degradations import cutmix_regions, degradation_cutmix, degrade
-from ..engine.dejpeg import coded_weight
 from ..engine.engine import Engine, _Ticker
 from ..io import list_images
 from ..metrics import quality_target
 from ..models.quality_fusion import FEATURES, READINGS, fusion_inputs, image_statistics
-from .checkpoint import add_cache_arguments, add_fit_arguments, log_epoch, part_model, save_npz, start_run
-from .data import load_rgb
+from .checkpoint import add_cache_arguments, add_fit_arguments, cached_files, log_epoch, part_model, save_npz, start_run
+from .data import load_rgb, to_8bit
 
 BASE = FEATURES + READINGS
 """The features every cached version holds: the fusion's inputs without its statistics (which
@@ -71,23 +70,17 @@ def versions(clean: torch.Tensor, generator: torch.Generator) -> list[tuple[str,
     for _ in range(3):
         outside, inside = cutmix_regions(g)
         out.append(("cutmix", degradation_cutmix(clean, outside, inside, g).degraded))
-    return [(kind, _to_8bit(x)[None]) for kind, x in out]
-
-
-def _to_8bit(x: torch.Tensor) -> torch.Tensor:
-    return (x.clamp(0, 1) * 255).round() / 255
+    return [(kind, to_8bit(x)[None]) for kind, x in out]
 
 
 @torch.no_grad()
 def read_version(engine: Engine, x: torch.Tensor) -> tuple[np.ndarray, float]:
     """The fusion's `BASE` inputs of one image ``x`` (1, 3, H, W), read as ``assess`` reads
-    them (one pass, the JPEG grid and coded share, the rain share), and its reported score."""
+    them (one pass, `Engine.assess_reads`), and its reported score."""
     if not engine.has_fusion_readings:
         raise ValueError("the quality fusion's training reads the readings: use weights whose fusion has them")
     out = engine._pass(x, False, _Ticker(None, 1))
-    grid = engine.jpeg_estimate(x)
-    coded = None if grid is None else float(coded_weight(x, grid).mean())
-    readings = engine._readings(x, engine.rain_estimate(x)[1], grid, coded)
+    readings = engine.assess_reads(x, colour=True)[2]  # (the fusion reads the rain of grey images too)
     features = fusion_inputs(engine.model, x, out["quality"], out["degradation_probs"], readings)
     return features[0, :BASE].numpy(), float(engine.model.quality_fusion(features)[0])
 
@@ -110,7 +103,7 @@ def write_versions(engine: Engine, paths: list[tuple[int, Path]], out: Path, res
         for j in (torch.randperm(len(found) - 1, generator=g)[:restored] + 1).tolist():
             kind, x = found[j]
             y = restore(x[0].permute(1, 2, 0).numpy(), weights=engine.weights.path, device=engine.device).image
-            found.append((kind + "+restored", _to_8bit(torch.from_numpy(np.ascontiguousarray(y)).permute(2, 0, 1).float())[None]))
+            found.append((kind + "+restored", to_8bit(torch.from_numpy(np.ascontiguousarray(y)).permute(2, 0, 1).float())[None]))
         reads = [read_version(engine, x) for _, x in found]
         images = torch.cat([x for _, x in found])
         save_npz(file, kind=np.array([k for k, _ in found]), f=np.stack([r[0] for r in reads]),
@@ -126,10 +119,7 @@ def load_cache(folder: Path, statistics: bool, holdout: float = 0.1) -> tuple[di
     (N,), "score": the scores reported when cached (N,), "kind": (N,)}: the cached inputs,
     then (with ``statistics``) the `image_statistics` of each cached image. The images of
     the last ``holdout`` share (by name) are held out."""
-    files = sorted(folder.glob("*.npz"))
-    files = [f for f in files if not f.name.endswith(".tmp.npz")]
-    if not files:
-        raise FileNotFoundError(f"no versions in {folder}: run the versions step first")
+    files = cached_files(folder, "versions")
     held = {f.stem for f in files[len(files) - int(round(holdout * len(files))):]} if holdout > 0 else set()
     sets = {"train": [], "val": []}
     for f in files:

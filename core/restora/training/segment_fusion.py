@@ -39,7 +39,7 @@ from ..degradations import cutmix_regions, degradation_cutmix
 from ..engine.engine import Engine
 from ..io import list_images
 from ..models.segment_fusion import fusion_maps
-from .checkpoint import add_cache_arguments, add_fit_arguments, log_epoch, part_model, save_npz, start_run
+from .checkpoint import add_cache_arguments, add_fit_arguments, cached_files, log_epoch, part_model, save_npz, start_run
 from .data import load_rgb
 
 def composite(clean: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -91,9 +91,7 @@ def load_cache(folder: Path, holdout: float = 0.1) -> tuple[list, list]:
     probabilities at half resolution, labels at half resolution), float16 to keep the cache
     in memory. The composites of the last ``holdout`` share of the images (by name) are
     held out."""
-    files = sorted(folder.glob("*.npz"))
-    if not files:
-        raise FileNotFoundError(f"no composites in {folder}: run the composites step first")
+    files = cached_files(folder, "composites")
     stems = sorted({f.stem.rsplit("_", 1)[0] for f in files})
     held = set(stems[len(stems) - int(round(holdout * len(stems))):]) if holdout > 0 else set()
     train, val = [], []

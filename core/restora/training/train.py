@@ -49,7 +49,7 @@ from ..models.quality_fusion import fusion_inputs
 from ..models.rain import MAX_LAYER, STREAK, rain_share
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import JpegBatches, RainBatches, SyntheticBatches, pair_paths, validation_set
+from .data import JpegBatches, RainBatches, SyntheticBatches, pair_paths, to_8bit, validation_set
 
 PHASES = ("base", "adapters", "heads", "segment", "physics", "light", "blur", "exposure", "fusion", "jpeg", "rain")
 SEGMENT_PARTS = ("segment_head.", "segment_film.", "segment_in.", "segment_mid.", "segment_out.", "segment_cues_in.")
@@ -228,7 +228,7 @@ def fusion_losses(model, degraded: torch.Tensor, clean: torch.Tensor, self_round
             restored = model(degraded[half:])["restored"].float().clamp(0, 1)
             degraded = torch.cat([degraded[:half], restored])
         if reads:
-            degraded = torch.round(degraded.clamp(0, 1) * 255) / 255
+            degraded = to_8bit(degraded)
         quality, logits = model.assess(degraded)
         readings = crop_readings(model, degraded) if reads else None
         features = fusion_inputs(model, degraded, quality, torch.sigmoid(logits), readings)
