@@ -287,12 +287,19 @@ def test_versions_are_cached_once_and_the_fit_learns_resumes_and_exports(tmp_pat
         want = fused.model.quality_fusion(torch.cat([torch.from_numpy(z["f"][3:4]), qf.image_statistics(x)], 1))
     assert float(fused.assess(x)[0][0]) == pytest.approx(float(want[0]), abs=1e-3)
 
+    # another draw of an image: other versions of the same kinds, held out with its first
+    assert qf.write_versions(engine, paths[3:], cache, restored=0, draw=1) == 1
+    first, second = np.load(cache / "p3.npz"), np.load(cache / "p3-d1.npz")
+    assert list(second["kind"]) == kinds[:13] and not np.array_equal(first["images"][1:13], second["images"][1:])
+    train, held = qf.load_cache(cache, statistics=True, holdout=0.25)
+    assert train["x"].shape == (42, qf.BASE + 8) and len(held["y"]) == 14 + 13
+
 
 def test_the_shipped_fusion_ranks_versions_of_unseen_photographs(shipped_engine):
-    """On the versions of the last four train/bsds photographs (by name) the fit never saw
-    (MODEL_CARD, aio-v11), the score ranks them as their quality target does (192-pixel
+    """On the versions of four train/bsds photographs the fit never saw (383, 386, 390 and
+    392 by name; MODEL_CARD, aio-v12), the score ranks them as their quality target does (192-pixel
     crops, 13 versions each: aio-v10's fusion, without the statistics and the whole-image
-    fit, 0.897; aio-v11 fitted on 144 images 0.930)."""
+    fit, 0.897; aio-v11 0.940; aio-v12 0.955)."""
     from restora.training import quality_fusion as qf
     from scipy import stats
 
@@ -307,4 +314,4 @@ def test_the_shipped_fusion_ranks_versions_of_unseen_photographs(shipped_engine)
         targets += quality_target(x, clean.expand_as(x)).tolist()
     rho = stats.spearmanr(scores, targets).statistic
     print(f"Spearman {rho:.3f} on {len(scores)} versions")
-    assert rho > 0.915, rho
+    assert rho > 0.945, rho
