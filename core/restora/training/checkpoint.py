@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -111,6 +112,13 @@ def part_model(init: str | os.PathLike, part: str, changes: dict, widen: bool = 
     for p in getattr(model, part).parameters():
         p.requires_grad_(True)
     return model, {"architecture": meta["architecture"], "model": config, "init": str(info.path)}
+
+
+def set_cosine_lr(optimizer: torch.optim.Optimizer, lr: float, step: int, total: int) -> None:
+    """Set every group's learning rate for ``step`` of ``total``: a part fit's cosine from
+    ``lr`` down to ``lr / 100``."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / total)))
 
 
 def log_epoch(log, record: dict, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, run: dict) -> None:

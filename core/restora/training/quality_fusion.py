@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -46,7 +45,8 @@ from ..engine.engine import Engine, _Ticker
 from ..io import list_images
 from ..metrics import quality_target
 from ..models.quality_fusion import FEATURES, READINGS, fusion_inputs, image_statistics
-from .checkpoint import add_cache_arguments, add_fit_arguments, cached_files, log_epoch, part_model, save_npz, start_run
+from .checkpoint import (add_cache_arguments, add_fit_arguments, cached_files, log_epoch, part_model, save_npz,
+                         set_cosine_lr, start_run)
 from .data import load_rgb, to_8bit
 
 BASE = FEATURES + READINGS
@@ -68,6 +68,7 @@ def cache_name(stem: str, draw: int = 0) -> str:
 
 
 def _image_of(file: Path) -> str:
+    """The image stem a cache file (`cache_name`) holds a draw of."""
     stem = file.stem
     head, _, tail = stem.rpartition("-d")
     return head if head and tail.isdigit() else stem
@@ -137,8 +138,8 @@ def load_cache(folder: Path, statistics: bool, holdout: float = 0.1) -> tuple[di
     then (with ``statistics``) the `image_statistics` of each cached image. The images of
     the last ``holdout`` share (by name) are held out."""
     files = cached_files(folder, "versions")
-    images = sorted({_image_of(f) for f in files})
-    held = set(images[len(images) - int(round(holdout * len(images))):]) if holdout > 0 else set()
+    names = sorted({_image_of(f) for f in files})
+    held = set(names[len(names) - int(round(holdout * len(names))):]) if holdout > 0 else set()
     sets = {"train": [], "val": []}
     for f in files:
         z = np.load(f)
@@ -197,8 +198,7 @@ def fit(cache: Path, out_dir: Path, name: str, init: str | Path = "default", sta
             order, loss_sum = torch.randperm(n, generator=g), 0.0
             fusion.train()
             for idx in order.split(batch):
-                for group in opt.param_groups:  # cosine from lr to lr / 100
-                    group["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / total)))
+                set_cosine_lr(opt, lr, step, total)
                 x = F.dropout(train["x"][idx], dropout, training=True)
                 loss = F.mse_loss(fusion(x), train["y"][idx])
                 opt.zero_grad(set_to_none=True)

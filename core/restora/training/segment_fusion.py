@@ -25,7 +25,6 @@ The loss is the cross-entropy of the fused map against the true labels at half r
 from __future__ import annotations
 
 import argparse
-import math
 import time
 import zlib
 from collections import defaultdict
@@ -39,7 +38,8 @@ from ..degradations import cutmix_regions, degradation_cutmix
 from ..engine.engine import Engine
 from ..io import list_images
 from ..models.segment_fusion import fusion_maps
-from .checkpoint import add_cache_arguments, add_fit_arguments, cached_files, log_epoch, part_model, save_npz, start_run
+from .checkpoint import (add_cache_arguments, add_fit_arguments, cached_files, log_epoch, part_model, save_npz,
+                         set_cosine_lr, start_run)
 from .data import load_rgb
 
 def composite(clean: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -180,8 +180,7 @@ def fit(cache: Path, out_dir: Path, name: str, init: Path | None = None, hidden:
         loss_sum = 0.0
         fusion.train()
         for j, idx in enumerate(order):
-            for group in opt.param_groups:  # cosine from lr to lr / 100, with a short warm-up
-                group["lr"] = lr * min(1.0, (step + 1) / per_epoch) * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / total)))
+            set_cosine_lr(opt, lr * min(1.0, (step + 1) / per_epoch), step, total)  # after a one-epoch warm-up
             f, logp, labels = _stack(train, idx, bool(flips[j]))
             loss = F.cross_entropy(fused_logits(fusion, f, logp), labels)
             opt.zero_grad(set_to_none=True)
