@@ -10,7 +10,7 @@ noise) the second stage: the Wiener refinement, timed alone as "refine s", and i
 the weights have a blur model), the last step where blur is found; "rain s" the rain model's
 layer and streaks (where the weights have one), run once per restore, before the rounds;
 "assess s" and "segment s" time one whole `assess` and `segment` (the fusions included), and
-"stats s" the quality fusion's `image_statistics`, which it reads of every image it scores
+"stats s" the quality fusion's `image_statistics` and `region_statistics`, which it reads of every image it scores
 (the input and each result of a restore). ``--precision`` sets the
 network's arithmetic (`restora.Engine`); the table says which one ran.
 """
@@ -36,7 +36,7 @@ def _measure(size: int, device: str, threads: int, repeats: int, max_iterations:
     from restora.engine.deblur import balance_for, deconvolve
     from restora.engine.engine import Engine, _Ticker
     from restora.engine.refine import noise_sigma, wiener_refine
-    from restora.models.quality_fusion import image_statistics
+    from restora.models.quality_fusion import image_statistics, region_statistics
 
     if threads:
         torch.set_num_threads(threads)
@@ -91,6 +91,7 @@ def _measure(size: int, device: str, threads: int, repeats: int, max_iterations:
     for _ in range(repeats):
         t = time.perf_counter()
         image_statistics(x.to(engine.device))
+        region_statistics(x.to(engine.device))
         stats.append(time.perf_counter() - t)
     peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     if engine.device.type == "cuda":

@@ -209,6 +209,39 @@ def test_image_statistics_read_detail_haze_and_brightness():
     torch.testing.assert_close(image_statistics(blurred), s[1:2])  # each image on its own
 
 
+def test_region_statistics_see_a_degraded_region():
+    """A composite's region shows in how the regions differ, where the whole image's means
+    average it away; each image is read on its own, and any size reads as finite."""
+    from restora.degradations import apply_degradation, haze
+    from restora.models.quality_fusion import REGIONS, region_statistics
+
+    clean = train_photo(2, 128)
+    hazy = haze(clean, 2.0, 0.9, generator=torch.Generator().manual_seed(0)).clamp(0, 1)
+    half_hazy = torch.cat([clean[..., :64], hazy[..., 64:]], -1)
+    blurred = apply_degradation(clean, "blur", {"kind": "gaussian", "sigma": 2.0})
+    half_blurred = torch.cat([clean[..., :64], blurred[..., 64:]], -1)
+    s = region_statistics(torch.cat([clean, hazy, half_hazy, blurred, half_blurred]))
+    assert s.shape == (5, REGIONS) and torch.isfinite(s).all()
+    assert s[2, 2] > max(s[0, 2], s[1, 2]) + 0.02  # the dark channel's spread: haze in one half
+    assert s[4, 1] > max(s[0, 1], s[3, 1]) + 0.3  # the gradient's range: blur in one half
+    assert s[3, 13] < s[0, 13] - 0.3 and s[4, 13] < s[0, 13] - 0.3  # the least detailed region
+    torch.testing.assert_close(region_statistics(half_hazy), s[2:3])  # each image on its own
+    for size in (1, 3, 7):
+        assert torch.isfinite(region_statistics(torch.rand(2, 3, size, size + 2))).all()
+
+
+def test_a_fusion_given_regions_starts_as_it_was():
+    from restora.models.quality_fusion import REGIONS, STATISTICS
+
+    old = QualityFusion(8, readings=True, statistics=True)
+    wide = QualityFusion(8, readings=True, statistics=True, regions=True)
+    torch.nn.init.normal_(old.mlp[-1].weight)
+    wide.load_state_dict(inputs_widened(old.state_dict(), wide.state_dict(), ("",)))
+    f = torch.randn(4, FEATURES + READINGS + STATISTICS, generator=torch.Generator().manual_seed(3))
+    r = torch.randn(4, REGIONS, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(wide(torch.cat([f, r], 1)), old(f))
+
+
 def test_a_fusion_given_statistics_starts_as_it_was():
     from restora.models.quality_fusion import STATISTICS
 
@@ -271,6 +304,8 @@ def test_versions_are_cached_once_and_the_fit_learns_resumes_and_exports(tmp_pat
     assert len(log) == 30 and log[-1]["loss"] < 0.5 * log[0]["loss"] and "heldout_spearman" in log[-1]
     train, held = qf.load_cache(cache, statistics=True, holdout=0.25)
     assert train["x"].shape == (42, qf.BASE + 8) and len(held["y"]) == 14
+    train, _ = qf.load_cache(cache, statistics=True, holdout=0.25, regions=True)
+    assert train["x"].shape == (42, qf.BASE + 8 + 14)
     meta = json.loads(json.loads(__import__("safetensors").safe_open(str(last), "pt").metadata()["extra"])["config"])
     from restora.models import RestoraNet, RestoraNetConfig
 
@@ -282,9 +317,10 @@ def test_versions_are_cached_once_and_the_fit_learns_resumes_and_exports(tmp_pat
     assert [r["epoch"] for r in log] == list(range(1, 33)) and log[-1]["step"] == step + 2 * 3
     out = export(resumed, tmp_path / "weights", "q", "q.safetensors")
     fused = Engine(out, "cpu", precision="float32")
-    assert fused.model.quality_fusion.measures
+    assert fused.model.quality_fusion.measures and fused.model.quality_fusion.regional
     with torch.no_grad():
-        want = fused.model.quality_fusion(torch.cat([torch.from_numpy(z["f"][3:4]), qf.image_statistics(x)], 1))
+        want = fused.model.quality_fusion(torch.cat([torch.from_numpy(z["f"][3:4]), qf.image_statistics(x),
+                                                     qf.region_statistics(x)], 1))
     assert float(fused.assess(x)[0][0]) == pytest.approx(float(want[0]), abs=1e-3)
 
     # another draw of an image: other versions of the same kinds, held out with its first
@@ -297,9 +333,9 @@ def test_versions_are_cached_once_and_the_fit_learns_resumes_and_exports(tmp_pat
 
 def test_the_shipped_fusion_ranks_versions_of_unseen_photographs(shipped_engine):
     """On the versions of four train/bsds photographs the fit never saw (383, 386, 390 and
-    392 by name; MODEL_CARD, aio-v12), the score ranks them as their quality target does (192-pixel
+    392 by name; MODEL_CARD, aio-v13), the score ranks them as their quality target does (192-pixel
     crops, 13 versions each: aio-v10's fusion, without the statistics and the whole-image
-    fit, 0.897; aio-v11 0.940; aio-v12 0.955)."""
+    fit, 0.897; aio-v11 0.940; aio-v12 0.955; aio-v13 0.953)."""
     from restora.training import quality_fusion as qf
     from scipy import stats
 

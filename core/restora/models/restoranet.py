@@ -109,6 +109,10 @@ class RestoraNetConfig:
     # Whether the fusion also reads plain statistics of the image: its detail at three scales,
     # brightness, contrast, dark channel and saturation (`quality_fusion.image_statistics`).
     quality_fusion_statistics: bool = False
+    # Whether the fusion also reads how those statistics vary over the image's regions
+    # (`quality_fusion.region_statistics`): a composite's degradations sit in regions, which
+    # the whole image's means average away.
+    quality_fusion_regions: bool = False
     # Hidden width of the JPEG model (0: none): a small residual network, conditioned on the
     # IJG quality and the 8x8 grid read from the image's own coefficients, that undoes JPEG's
     # coding (`restora.models.jpeg`), which the engine applies first where the coding shows.
@@ -273,7 +277,7 @@ class RestoraNet(nn.Module):
             self.rain_model = RainModel(cfg.rain_model)
         if cfg.quality_fusion:
             self.quality_fusion = QualityFusion(cfg.quality_fusion, cfg.quality_fusion_readings,
-                                                cfg.quality_fusion_statistics)
+                                                cfg.quality_fusion_statistics, cfg.quality_fusion_regions)
         if cfg.segment_fusion:
             self.segment_fusion = SegmentFusion(cfg.segment_fusion)
         self.quality_head = nn.Sequential(

@@ -17,9 +17,9 @@ resumes); ``fit`` trains the fusion on the cache, with a checkpoint after each e
     python -m restora.training.quality_fusion versions --data ../shared/data/train/bsds \\
         --out runs/qfusion-cache [--shuffle] [--offset N --limit M] [--draw D] [--init W]
     python -m restora.training.quality_fusion fit --cache runs/qfusion-cache --out runs \\
-        --name qfusion-v1 [--init W] [--no-statistics] [--epochs 400] [--resume]
+        --name qfusion-v1 [--init W] [--no-statistics] [--no-regions] [--epochs 400] [--resume]
     python -m restora.training.export runs/qfusion-v1/last.safetensors --name restora-aio \\
-        --file restora-aio-v12.safetensors --grey-adapters noise
+        --file restora-aio-v13.safetensors --grey-adapters noise
 
 Draw ``d`` of the versions of image ``i`` (by name) of ``--data`` is drawn from seed
 ``7919 i + 11 + 1000003 d``. The loss is the squared error of the fused score against the
@@ -44,14 +44,14 @@ from ..degradations import cutmix_regions, degradation_cutmix, degrade
 from ..engine.engine import Engine, _Ticker
 from ..io import list_images
 from ..metrics import quality_target
-from ..models.quality_fusion import FEATURES, READINGS, fusion_inputs, image_statistics
+from ..models.quality_fusion import FEATURES, READINGS, fusion_inputs, image_statistics, region_statistics
 from .checkpoint import (add_cache_arguments, add_fit_arguments, cached_files, log_epoch, part_model, save_npz,
                          set_cosine_lr, start_run)
 from .data import load_rgb, to_8bit
 
 BASE = FEATURES + READINGS
-"""The features every cached version holds: the fusion's inputs without its statistics (which
-``fit`` measures on the cached image itself)."""
+"""The features every cached version holds: the fusion's inputs without its statistics and
+region statistics (which ``fit`` measures on the cached image itself)."""
 
 
 def version_seed(index: int, draw: int = 0) -> int:
@@ -132,11 +132,12 @@ def write_versions(engine: Engine, paths: list[tuple[int, Path]], out: Path, res
     return written
 
 
-def load_cache(folder: Path, statistics: bool, holdout: float = 0.1) -> tuple[dict, dict]:
+def load_cache(folder: Path, statistics: bool, holdout: float = 0.1, regions: bool = False) -> tuple[dict, dict]:
     """The (train, held-out) sets of a cache folder, each {"x": inputs (N, F), "y": targets
     (N,), "score": the scores reported when cached (N,), "kind": (N,)}: the cached inputs,
-    then (with ``statistics``) the `image_statistics` of each cached image. The images of
-    the last ``holdout`` share (by name) are held out."""
+    then (with ``statistics``) the `image_statistics` and (with ``regions``) the
+    `region_statistics` of each cached image. The images of the last ``holdout`` share (by
+    name) are held out."""
     files = cached_files(folder, "versions")
     names = sorted({_image_of(f) for f in files})
     held = set(names[len(names) - int(round(holdout * len(names))):]) if holdout > 0 else set()
@@ -144,9 +145,9 @@ def load_cache(folder: Path, statistics: bool, holdout: float = 0.1) -> tuple[di
     for f in files:
         z = np.load(f)
         x = torch.from_numpy(z["f"].astype(np.float32))
-        if statistics:
+        if statistics or regions:
             images = torch.from_numpy(z["images"]).permute(0, 3, 1, 2).float() / 255
-            x = torch.cat([x, image_statistics(images)], 1)
+            x = torch.cat([x] + [image_statistics(images)] * statistics + [region_statistics(images)] * regions, 1)
         sets["val" if _image_of(f) in held else "train"].append(
             {"x": x, "y": torch.from_numpy(z["target"].astype(np.float32)),
              "score": torch.from_numpy(z["score"].astype(np.float32)), "kind": list(z["kind"])})
@@ -164,23 +165,25 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def fit(cache: Path, out_dir: Path, name: str, init: str | Path = "default", statistics: bool = True,
-        epochs: int = 400, lr: float = 1e-2, weight_decay: float = 0.05, dropout: float = 0.05, batch: int = 256,
+        regions: bool = True, epochs: int = 400, lr: float = 1e-2, weight_decay: float = 0.05, dropout: float = 0.05, batch: int = 256,
         seed: int = 0, holdout: float = 0.1, resume: bool = False, threads: int = 2) -> Path:
     """Train the quality fusion of ``init``'s model (its fusion widened by zero columns for
-    the statistics where ``statistics``: it starts as it was) on ``cache``; return the last
+    the statistics where ``statistics`` and the region statistics where ``regions``: it
+    starts as it was) on ``cache``; return the last
     checkpoint (``out_dir / name / last.safetensors``). ``dropout`` drops inputs in training."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    model, origin = part_model(init, "quality_fusion", {"quality_fusion_statistics": statistics}, widen=True)
+    model, origin = part_model(init, "quality_fusion", {"quality_fusion_statistics": statistics,
+                                                        "quality_fusion_regions": regions}, widen=True)
     fusion = model.quality_fusion
     if not fusion.reads:
         raise ValueError(f"{origin['init']}'s quality fusion does not read the readings the cache holds")
     opt = torch.optim.AdamW(fusion.parameters(), lr=lr, weight_decay=weight_decay)
-    train, val = load_cache(cache, statistics, holdout)
+    train, val = load_cache(cache, statistics, holdout, regions)
     if not train:
         raise ValueError(f"{cache} holds nothing to train on")
     run = {"name": name, **origin, "phase": "quality_fusion", "cache": str(cache), "statistics": statistics,
-           "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "dropout": dropout, "batch": batch,
+           "regions": regions, "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "dropout": dropout, "batch": batch,
            "seed": seed, "holdout": holdout}
     last, step = start_run(out_dir, name, run, model, opt, resume)
     g = torch.Generator().manual_seed(seed)
@@ -235,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     add_fit_arguments(f, epochs=400, lr=1e-2, batch=256, init_help="weights whose fusion is trained (default: the shipped)")
     f.add_argument("--no-statistics", dest="statistics", action="store_false",
                    help="train the fusion without the image statistics")
+    f.add_argument("--no-regions", dest="regions", action="store_false",
+                   help="train the fusion without the region statistics")
     f.add_argument("--weight-decay", type=float, default=0.05)
     f.add_argument("--dropout", type=float, default=0.05, help="share of inputs dropped in training")
     args = ap.parse_args(argv)
@@ -248,8 +253,9 @@ def main(argv: list[str] | None = None) -> None:
         n = write_versions(Engine(args.init, "cpu"), paths, args.out, args.restored, args.draw)
         print(f"{n} images' versions written to {args.out}")
     else:
-        print(fit(args.cache, args.out, args.name, args.init or "default", args.statistics, args.epochs, args.lr,
-                  args.weight_decay, args.dropout, args.batch, args.seed, args.holdout, args.resume, args.threads))
+        print(fit(args.cache, args.out, args.name, args.init or "default", args.statistics, args.regions,
+                  args.epochs, args.lr, args.weight_decay, args.dropout, args.batch, args.seed, args.holdout, args.resume,
+                  args.threads))
 
 
 if __name__ == "__main__":
