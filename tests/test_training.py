@@ -221,3 +221,38 @@ def test_bfloat16_training_runs_and_keeps_its_targets_float32(tmp_path):
     config.precision = "half"
     with pytest.raises(ValueError, match="precision.*'half'"):
         train(config, DATA, tmp_path / "bad")
+
+
+def test_auto_precision_takes_bfloat16_only_where_it_is_native(monkeypatch):
+    """``precision: "auto"`` trains in bfloat16 on a CPU with native bfloat16 and in float32 on
+    one that would emulate it (18x slower there); an explicit bfloat16 is kept there, with a
+    warning that says so."""
+    import warnings
+
+    import torch
+
+    from restora.training import train as T
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(T, "native_bfloat16", lambda device: False)
+    assert T.training_precision("auto", cpu) == "float32"
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        assert T.training_precision("bfloat16", cpu) == "bfloat16"
+    monkeypatch.setattr(T, "native_bfloat16", lambda device: True)
+    assert T.training_precision("auto", cpu) == "bfloat16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert T.training_precision("bfloat16", cpu) == "bfloat16"
+        assert T.training_precision("float32", cpu) == "float32"
+    with pytest.raises(ValueError, match="'auto'"):
+        T.training_precision("half", cpu)
+
+
+def test_the_command_line_overrides_the_precision(tmp_path):
+    """``--precision auto`` replaces the config's arithmetic, and the run records it."""
+    from restora.training.train import main
+
+    main([str(CONFIGS / "smoke.json"), "--data", str(DATA), "--out", str(tmp_path), "--precision", "auto", "--steps", "2"])
+    recorded = json.loads((tmp_path / "smoke" / "config.json").read_text())
+    assert recorded["precision"] == "auto" and recorded["steps"] == 2
+    assert (tmp_path / "smoke" / "last.safetensors").is_file()

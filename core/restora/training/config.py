@@ -25,7 +25,8 @@ class TrainConfig:
     threads: int = 2
     # The network's arithmetic in training: "float32", or "bfloat16" (autocast: float32 master
     # weights and accumulation; the targets and metrics stay float32), faster on a CPU with
-    # native bfloat16 and on recent GPUs.
+    # native bfloat16 and on recent GPUs; "auto": bfloat16 where native, else float32
+    # (`restora.training.train.training_precision`).
     precision: str = "float32"
     # The mix of training samples (probabilities, normalised): clean, noise alone, another
     # degradation (maybe with noise), degradation CutMix; a degradation's name: that one over
