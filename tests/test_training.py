@@ -256,3 +256,33 @@ def test_the_command_line_overrides_the_precision(tmp_path):
     recorded = json.loads((tmp_path / "smoke" / "config.json").read_text())
     assert recorded["precision"] == "auto" and recorded["steps"] == 2
     assert (tmp_path / "smoke" / "last.safetensors").is_file()
+
+
+def test_a_pack_keeps_the_layout_within_its_budget_and_trains(tmp_path):
+    """`restora.training.pack` copies a budgeted, byte-exact subset with the data root's layout
+    (pairs whole, held-out fields never), checksummed, and a run reads it as its data root."""
+    import hashlib
+
+    from restora.training.pack import main as pack_main
+    from restora.training.pack import pack
+
+    out = tmp_path / "pack"
+    manifest = pack(DATA, out, 6, {"train/bsds": 0.5, "train/w2s": 0.5}, holdout=("fov001",))
+    sizes = [f.stat().st_size for f in out.rglob("*") if f.is_file() and f.name != "manifest.json"]
+    assert 0 < sum(sizes) <= 6 * 2**20 and len(sizes) == len(manifest["files"])
+    assert sorted(manifest["folders"]) == ["train/bsds", "train/w2s", "val/bsds"]
+    assert len(list((out / "val" / "bsds").iterdir())) == len(list((DATA / "val" / "bsds").iterdir()))
+    noisy = sorted(p.name for p in (out / "train" / "w2s" / "noisy").iterdir())
+    assert noisy and noisy == sorted(p.name for p in (out / "train" / "w2s" / "clean").iterdir())
+    assert not any(n.startswith("fov001") for n in noisy)
+    for rel, f in manifest["files"].items():
+        assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == f["sha256"]
+        assert (out / rel).read_bytes() == (DATA / rel).read_bytes()
+    with pytest.raises(FileExistsError, match="exists"):
+        pack(DATA, out, 6)
+    with pytest.raises(SystemExit, match="not in"):
+        pack_main(["--data", str(DATA), "--out", str(tmp_path / "p2"), "--share", "train/nope=1"])
+    assert not (tmp_path / "p2").exists() and not (tmp_path / "p2.tmp").exists()
+    config = TrainConfig.load(CONFIGS / "smoke.json")
+    config.steps = 2
+    assert train(config, out, tmp_path / "runs").is_file()

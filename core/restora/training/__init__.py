@@ -1,1 +1,2 @@
-"""Training: configuration, synthetic data, the loop, checkpoints and export of shipped weights."""
+"""Training: configuration, synthetic data, the loop, checkpoints, export of shipped weights, and
+packs of the training data for machines that cannot read it."""
