@@ -74,6 +74,18 @@ def reading_features(rain_share: torch.Tensor, coded_share: torch.Tensor, jpeg_q
                       jpeg_quality.float()[:, None] / 100, log(noise_sigma)], 1)
 
 
+def _maps(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x`` as float and the maps both statistics read of it, each (B, 1, ., .): the
+    luminance Y (Rec. 601), the dark channel on 15x15 blocks and the saturation."""
+    x = x.float()
+    y = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    # the prior's minimum over each window, on disjoint 15x15 blocks: a sliding window cost
+    # 0.6 s per megapixel, the blocks 0.01
+    dark = -F.max_pool2d(-x.amin(1, keepdim=True), _DARK_WINDOW, ceil_mode=True)
+    hi, lo = x.amax(1, keepdim=True), x.amin(1, keepdim=True)
+    return x, y, dark, (hi - lo) / (hi + 1e-3)
+
+
 def image_statistics(x: torch.Tensor) -> torch.Tensor:
     """The fusion's statistics (B, `STATISTICS`) of images ``x`` (B, 3, H, W) in [0, 1]: of
     the luminance Y (Rec. 601), the natural log of the mean absolute gradient (the sum of the
@@ -81,8 +93,7 @@ def image_statistics(x: torch.Tensor) -> torch.Tensor:
     means) and of the std of its Laplacian, then its mean and std; the mean dark channel
     (the channels' minimum, then its minimum over each 15x15 block: high where haze lifts
     every channel); and the mean saturation ``(max - min) / (max + 0.001)`` of the channels."""
-    x = x.float()
-    y = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    x, y, dark, saturation = _maps(x)
 
     def log_gradient(t: torch.Tensor) -> torch.Tensor:
         dy = (t[..., 1:, :-1] - t[..., :-1, :-1]).abs()
@@ -91,13 +102,9 @@ def image_statistics(x: torch.Tensor) -> torch.Tensor:
 
     c = y[..., 1:-1, 1:-1]  # the 4-neighbour Laplacian by slices (a conv2d took 0.07 s per megapixel)
     laplacian = y[..., :-2, 1:-1] + y[..., 2:, 1:-1] + y[..., 1:-1, :-2] + y[..., 1:-1, 2:] - 4 * c
-    # the prior's minimum over each window, on disjoint 15x15 blocks: a sliding window cost
-    # 0.6 s per megapixel, the blocks 0.01
-    dark = -F.max_pool2d(-x.amin(1, keepdim=True), _DARK_WINDOW, ceil_mode=True)
-    hi, lo = x.amax(1), x.amin(1)
     return torch.stack([log_gradient(y), log_gradient(F.avg_pool2d(y, 2)), log_gradient(F.avg_pool2d(y, 4)),
                         torch.log(laplacian.flatten(1).std(1) + 1e-4), y.mean((1, 2, 3)), y.flatten(1).std(1),
-                        dark.mean((1, 2, 3)), ((hi - lo) / (hi + 1e-3)).mean((1, 2))], 1)
+                        dark.mean((1, 2, 3)), saturation.mean((1, 2, 3))], 1)
 
 
 def _regions(t: torch.Tensor) -> torch.Tensor:
@@ -119,8 +126,7 @@ def region_statistics(x: torch.Tensor) -> torch.Tensor:
     of each of the six, then the least region's Laplacian and gradient (a region left clean,
     or flattened by blur or haze). The gradient and the Laplacian of the border pixels read
     the image's edge replicated."""
-    x = x.float()
-    y = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    x, y, dark, saturation = _maps(x)
     yp = F.pad(y, (1, 1, 1, 1), mode="replicate")
     c = yp[..., 1:-1, 1:-1]
     gradient = (yp[..., 2:, 1:-1] - c).abs() + (yp[..., 1:-1, 2:] - c).abs()
@@ -128,10 +134,8 @@ def region_statistics(x: torch.Tensor) -> torch.Tensor:
     lum = _regions(y)
     grad = torch.log(_regions(gradient).mean(2) + 1e-4)
     noise = torch.log(_regions(laplacian).median(2).values + 1e-4)
-    dark = -F.max_pool2d(-x.amin(1, keepdim=True), _DARK_WINDOW, ceil_mode=True)
-    hi, lo = x.amax(1, keepdim=True), x.amin(1, keepdim=True)
     local = [grad, F.adaptive_avg_pool2d(dark, GRID).flatten(1), lum.mean(2), lum.std(2, correction=0),
-             F.adaptive_avg_pool2d((hi - lo) / (hi + 1e-3), GRID).flatten(1), noise]
+             F.adaptive_avg_pool2d(saturation, GRID).flatten(1), noise]
     spread = [s for t in local for s in (t.std(1), t.amax(1) - t.amin(1))]
     return torch.stack(spread + [noise.amin(1), grad.amin(1)], 1)
 

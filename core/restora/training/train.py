@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from .._names import DEGRADATIONS, SEGMENT_CLASSES
 from ..degradations import unscreen
 from ..engine.dehaze import dehaze
-from ..engine.engine import native_bfloat16
+from ..engine.engine import PRECISIONS, native_bfloat16
 from ..engine.lowlight import brighten
 from ..engine.readings import fusion_readings
 from ..engine.refine import refine_noise
@@ -412,8 +412,8 @@ def training_precision(precision: str, device: torch.device) -> str:
     supports it) and float32 elsewhere. bfloat16 asked for on a CPU that emulates it is kept
     (the run's numbers stay the config's) but warned about: there a step took 30 s against
     float32's 1.3-1.7 (a JPEG-phase run on 2 AVX2 cores)."""
-    if precision not in ("float32", "bfloat16", "auto"):
-        raise ValueError(f"precision must be 'float32', 'bfloat16' or 'auto', got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
     native = native_bfloat16(device) or (device.type == "cuda" and torch.cuda.is_bf16_supported())
     if precision == "auto":
         return "bfloat16" if native else "float32"
@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-seconds", type=float, help="stop (with a checkpoint) after this long")
     ap.add_argument("--stop-at", type=int, help="stop at this step, keeping the schedule of the config's steps")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", choices=("float32", "bfloat16", "auto"),
+    ap.add_argument("--precision", choices=PRECISIONS,
                     help="override the config's arithmetic (auto: bfloat16 where native, else float32)")
     args = ap.parse_args(argv)
     config = TrainConfig.load(args.config)
